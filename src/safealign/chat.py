@@ -1,0 +1,47 @@
+"""The one chat-template renderer.
+
+Every prompt a model sees, the policy's and the judge's, is rendered by the model tokenizer's own
+chat template (``tokenizer.apply_chat_template``), never by string formatting in this project.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .io import sha256_text
+
+Message = dict[str, str]
+
+
+def conversation(prompt: str, system: str | None = None, response: str | None = None) -> list[Message]:
+    """Build a conversation: optional system turn, the user prompt, optional assistant turn."""
+    msgs: list[Message] = []
+    if system:
+        msgs.append({"role": "system", "content": system})
+    msgs.append({"role": "user", "content": prompt})
+    if response is not None:
+        msgs.append({"role": "assistant", "content": response})
+    return msgs
+
+
+def render(tokenizer: Any, messages: list[Message], add_generation_prompt: bool = True) -> str:
+    """Render ``messages`` with the tokenizer's own chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no chat template")
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+
+
+PLACEHOLDER_USER = "<<USER_PROMPT>>"
+PLACEHOLDER_ASSISTANT = "<<ASSISTANT_RESPONSE>>"
+
+
+def template_hash(tokenizer: Any) -> str:
+    """SHA-256 of the judge prompt rendered with placeholder texts.
+
+    Two judges with the same hash see byte-identical prompts for the same conversation.
+    """
+    return sha256_text(
+        render(tokenizer, conversation(PLACEHOLDER_USER, response=PLACEHOLDER_ASSISTANT))
+    )

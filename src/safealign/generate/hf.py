@@ -1,0 +1,61 @@
+"""transformers ``generate`` backend: batched, left-padded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..models import load_model, load_tokenizer
+
+
+def generate_texts(
+    model_ref: dict[str, Any], adapter: str | None, prompts: list[str], settings: dict[str, Any]
+) -> list[dict[str, Any]]:
+    import torch
+
+    tok = load_tokenizer(model_ref, padding_side="left")
+    model = load_model(model_ref, adapter=adapter, dtype=settings.get("dtype", "float32"))
+    do_sample = bool(settings.get("do_sample", False))
+    num_samples = int(settings.get("num_samples", 1))
+    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    batch_size = int(settings.get("batch_size", 16))
+    gen_kwargs: dict[str, Any] = dict(
+        max_new_tokens=int(settings["max_new_tokens"]),
+        do_sample=do_sample,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        num_return_sequences=num_samples,
+        output_scores=bool(top_k_lp),
+        return_dict_in_generate=True,
+    )
+    if do_sample:
+        gen_kwargs.update(temperature=float(settings.get("temperature", 1.0)),
+                          top_p=float(settings.get("top_p", 1.0)))
+    else:
+        gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+    torch.manual_seed(int(settings.get("seed", 0)))
+    out: list[dict[str, Any]] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch"):
+        batch = prompts[start : start + batch_size]
+        enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            res = model.generate(**enc, **gen_kwargs)
+        new_tokens = res.sequences[:, enc["input_ids"].shape[1] :]
+        texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
+        first_lp = None
+        if top_k_lp:
+            first_lp = torch.log_softmax(res.scores[0].float(), dim=-1)
+        for j, text in enumerate(texts):
+            row: dict[str, Any] = {
+                "prompt_index": start + j // num_samples,
+                "sample": j % num_samples,
+                "text": text,
+            }
+            if first_lp is not None:
+                vals, idx = first_lp[j].topk(top_k_lp)
+                row["first_token_logprobs"] = {
+                    tok.decode([int(i)]): float(v) for v, i in zip(vals, idx, strict=True)
+                }
+            out.append(row)
+    return out

@@ -1,0 +1,111 @@
+"""The one loader for "model + tokenizer from a local dir or a pinned hub id".
+
+A *model reference* is a plain dict, as carried in rule params:
+
+- ``{"path": "results/world/models/tiny/base"}``: a directory written by ``save_pretrained``
+  (the tiny world builds these);
+- ``{"hub": "tiiuae/falcon-11B", "revision": "<commit sha>"}``: a pinned hub id (the paper's
+  models). ``HF_HUB_OFFLINE=1`` makes this read only the local cache;
+- either may add ``"gguf_file": "name.gguf"`` to load GGUF weights through transformers.
+
+An optional ``adapter`` directory (a PEFT LoRA adapter) is applied on top.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+ModelRef = dict[str, Any]
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16"}
+
+
+def _source(ref: ModelRef) -> tuple[str, dict[str, Any]]:
+    """Return the ``from_pretrained`` name and keyword arguments for a reference."""
+    if "path" in ref:
+        path = Path(ref["path"])
+        if not path.exists():
+            raise FileNotFoundError(f"model directory {path} does not exist")
+        kwargs: dict[str, Any] = {}
+        name = str(path)
+    elif "hub" in ref:
+        if not ref.get("revision"):
+            raise ValueError(f"hub model {ref['hub']!r} needs a pinned 'revision'")
+        name, kwargs = ref["hub"], {"revision": ref["revision"]}
+    else:
+        raise ValueError(f"a model reference needs 'path' or 'hub', got {sorted(ref)}")
+    if ref.get("gguf_file"):
+        kwargs["gguf_file"] = ref["gguf_file"]
+    return name, kwargs
+
+
+def describe(ref: ModelRef, adapter: str | None = None) -> dict[str, Any]:
+    """Provenance of a reference: hub id + revision, or the local dir's weight hash."""
+    from .io import sha256_file
+
+    out: dict[str, Any] = {k: v for k, v in ref.items()}
+    if "path" in ref:
+        weights = sorted(Path(ref["path"]).glob("*.safetensors"))
+        out["weights_sha256"] = {w.name: sha256_file(w) for w in weights}
+    if adapter:
+        weights = sorted(Path(adapter).glob("*.safetensors"))
+        out["adapter"] = {w.name: sha256_file(w) for w in weights}
+    return out
+
+
+def torch_threads(threads: int | None) -> None:
+    """Limit torch's intra-op threads to what the scheduler gave this job."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def load_tokenizer(ref: ModelRef, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    name, kwargs = _source(ref)
+    tok = AutoTokenizer.from_pretrained(name, **kwargs)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_model(
+    ref: ModelRef,
+    adapter: str | os.PathLike | None = None,
+    dtype: str = "float32",
+    quantization: str | None = None,
+    task: str = "causal-lm",
+    merge: bool = False,
+):
+    """Load a model (optionally with a LoRA adapter) in eval mode.
+
+    ``quantization="4bit"`` loads through bitsandbytes (cluster only). ``task`` is
+    ``causal-lm`` or ``sequence-classification``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    name, kwargs = _source(ref)
+    kwargs["dtype"] = getattr(torch, _DTYPES[dtype])
+    if quantization == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+    cls = AutoModelForSequenceClassification if task == "sequence-classification" else AutoModelForCausalLM
+    model = cls.from_pretrained(name, **kwargs)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+        if merge:
+            model = model.merge_and_unload()
+    model.eval()
+    return model
