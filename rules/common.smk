@@ -1,0 +1,301 @@
+# Every helper of the workflow: grid expansion, input functions, params, resources.
+# The grid logic itself lives in src/safealign/grid.py (unit-tested without Snakemake).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+
+from safealign import grid  # noqa: E402
+from safealign.checks import check_config  # noqa: E402
+
+check_config(config)
+
+R = "results"
+VARIANTS = grid.variant_index(config)
+WORLD_FILES = {
+    "corpus": "corpus.jsonl",
+    "preference": "preference.jsonl",
+    "alert": "alert.jsonl",
+    "alert_adversarial": "alert_adversarial.jsonl",
+    "xstest": "xstest.csv",
+    "rtp": "rtp.jsonl",
+    "capability": "capability.jsonl",
+    "judge": "judge.jsonl",
+    "toxicity": "toxicity.jsonl",
+}
+WORLD_JUDGE_DATA = {"llama_guard": "judge", "toxicity": "toxicity"}
+# Modules the rules run; `python` is the rule's conda env interpreter (or the vLLM venv's).
+PYPATH = "PYTHONPATH={workflow.basedir}/../src${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads}"
+PY = PYPATH + " python -m safealign"
+
+
+wildcard_constraints:
+    model=grid.wildcard_regex(list(config["models"])),
+    variant=grid.wildcard_regex([v.name for v in VARIANTS.values()]),
+    benchmark=grid.wildcard_regex(list(config["benchmarks"])),
+    judge=grid.wildcard_regex(list(config["judges"])),
+    world_file=grid.wildcard_regex(list(WORLD_FILES.values())),
+    maxlen=r"\d+",
+
+
+# ---------------------------------------------------------------- targets
+
+
+def final_targets():
+    return [f"{R}/report.html", f"{R}/metrics.csv"]
+
+
+def variant_metric_files():
+    return [f"{R}/metrics/{v.model}/{v.name}.csv" for v in VARIANTS.values()]
+
+
+def variant_disagreement_files():
+    return [f"{R}/metrics/{v.model}/{v.name}.disagreements.jsonl" for v in VARIANTS.values()]
+
+
+def world_validations():
+    return [
+        f"{R}/judges/{j}/validation.json"
+        for j, spec in config["judges"].items()
+        if "world" in spec.get("model", {})
+    ]
+
+
+def train_logs():
+    return [
+        f"{R}/models/{v.model}/{v.name}/train.json"
+        for v in VARIANTS.values()
+        if v.method is not None
+    ]
+
+
+# ---------------------------------------------------------------- sources and model refs
+
+
+def world_path(key):
+    return f"{R}/world/data/{WORLD_FILES[key]}"
+
+
+def resolve_source(source):
+    """A config source with `world: <file key>` becomes the world file's local path."""
+    if "world" in source:
+        return {"path": world_path(source["world"])}
+    return dict(source)
+
+
+def source_input(source):
+    return [world_path(source["world"])] if "world" in source else []
+
+
+def model_ref(model):
+    spec = config["models"][model]
+    if "world" in spec:
+        return {"path": f"{R}/models/{model}/base"}
+    return {k: spec[k] for k in ("hub", "revision", "path", "gguf_file") if k in spec}
+
+
+def model_input(model):
+    return [f"{R}/models/{model}/base"] if "world" in config["models"][model] else []
+
+
+def judge_ref(judge):
+    spec = config["judges"][judge].get("model", {})
+    if "world" in spec:
+        return {"path": f"{R}/judges/{judge}/model"}
+    return dict(spec)
+
+
+def judge_input(judge):
+    spec = config["judges"][judge].get("model", {})
+    return [f"{R}/judges/{judge}/model"] if "world" in spec else []
+
+
+def variant(wildcards):
+    return VARIANTS[(wildcards.model, wildcards.variant)]
+
+
+# ---------------------------------------------------------------- params (functions of wildcards)
+
+
+def p_world(wildcards):
+    return grid.canonical({**config["world"], "offline": config["offline"]})
+
+
+def p_world_model(wildcards):
+    return grid.canonical(
+        {**config["models"][wildcards.model]["world"], "offline": config["offline"]}
+    )
+
+
+def p_world_judge(wildcards):
+    return grid.canonical(
+        {**config["judges"][wildcards.judge]["model"]["world"], "offline": config["offline"]}
+    )
+
+
+def p_judge(wildcards):
+    spec = {k: v for k, v in config["judges"][wildcards.judge].items() if k != "resources"}
+    spec.pop("applies_to", None)
+    spec["name"] = wildcards.judge
+    spec["offline"] = config["offline"]
+    if "model" in spec:
+        spec["model"] = judge_ref(wildcards.judge)
+    if spec["type"] == "llama_guard":
+        spec["backend"] = config["generation"]["backend"]
+    return grid.canonical(spec)
+
+
+def p_preference(wildcards):
+    spec = dict(config["preference_data"])
+    spec["source"] = resolve_source(spec["source"])
+    spec["offline"] = config["offline"]
+    return grid.canonical(spec)
+
+
+def p_benchmark(wildcards):
+    spec = config["benchmarks"][wildcards.benchmark]
+    keep = {k: v for k, v in spec.items() if k not in ("generation", "system_prompt", "kind")}
+    keep["source"] = resolve_source(spec["source"])
+    return grid.canonical({**keep, "name": wildcards.benchmark, "offline": config["offline"]})
+
+
+def ref_settings(model, maxlen):
+    return {
+        "model": model_ref(model),
+        "max_length": int(maxlen),
+        "offline": config["offline"],
+    }
+
+
+def p_ref_logps(wildcards):
+    return grid.canonical(ref_settings(wildcards.model, wildcards.maxlen))
+
+
+def p_train(wildcards):
+    v = variant(wildcards)
+    return grid.canonical(
+        {"model": model_ref(v.model), "settings": v.settings, "offline": config["offline"]}
+    )
+
+
+def ref_logps_input(wildcards):
+    v = variant(wildcards)
+    if not grid.shares_reference(v.settings):
+        return []
+    return [f"{R}/models/{v.model}/ref_logps/maxlen{v.settings['max_length']}.jsonl"]
+
+
+def adapter_input(wildcards):
+    if wildcards.variant == grid.BASE:
+        return []
+    return [f"{R}/models/{wildcards.model}/{wildcards.variant}/adapter"]
+
+
+def p_generate(wildcards):
+    bench = config["benchmarks"][wildcards.benchmark]
+    return grid.canonical(
+        {
+            "model": model_ref(wildcards.model),
+            "system_prompt": bench.get("system_prompt"),
+            "generation": grid.generation_settings(config, wildcards.benchmark),
+            "offline": config["offline"],
+        }
+    )
+
+
+def generation_python(wildcards):
+    gen = config["generation"]
+    if gen["backend"] == "vllm" and gen.get("vllm_python"):
+        return gen["vllm_python"]
+    return "python"
+
+
+def p_capability(wildcards):
+    cap = {k: v for k, v in config["capability"].items() if k != "source"}
+    return grid.canonical(
+        {**cap, "model": model_ref(wildcards.model), "offline": config["offline"]}
+    )
+
+
+def capability_items(wildcards):
+    return source_input(config["capability"]["source"])
+
+
+def p_capability_tasks(wildcards):
+    return grid.canonical(resolve_source(config["capability"]["source"]))
+
+
+def judgment_inputs(wildcards):
+    return [
+        f"{R}/judgments/{wildcards.model}/{wildcards.variant}/{b}/{j}.jsonl"
+        for b in config["benchmarks"]
+        for j in grid.judges_for(config, b)
+    ]
+
+
+def p_metrics(wildcards):
+    v = variant(wildcards)
+    tox = [s.get("threshold", 0.5) for s in config["judges"].values() if s["type"] == "toxicity"]
+    return grid.canonical(
+        {
+            "model": v.model,
+            "variant": v.name,
+            "method": v.method,
+            "seed": v.seed,
+            "benchmark_kinds": {b: s["kind"] for b, s in config["benchmarks"].items()},
+            "toxicity_threshold": tox[0] if tox else 0.5,
+        }
+    )
+
+
+def p_report(wildcards):
+    return grid.canonical(
+        {
+            "title": config.get("report", {}).get("title", "safealign report"),
+            "methods": {m: s for m, s in config["methods"].items()},
+            "models": list(config["models"]),
+        }
+    )
+
+
+# ---------------------------------------------------------------- resources
+
+
+def _res_value(rule, key, wildcards, attempt):
+    base = dict(config["resources"].get("default", {}))
+    base.update(config["resources"].get(rule, {}))
+    model = getattr(wildcards, "model", None)
+    judge = getattr(wildcards, "judge", None)
+    if model in config["models"]:
+        base.update(config["models"][model].get("resources", {}).get(rule, {}))
+    if judge in config["judges"]:
+        base.update(config["judges"][judge].get("resources", {}).get(rule, {}))
+    value = base.get(key, 0)
+    if key in ("mem_mb", "runtime") and isinstance(value, int):
+        return value * attempt
+    if key == "gpu_jobs":
+        return 1 if base.get("gpu", 0) else 0
+    return value
+
+
+def _res_keys(rule):
+    keys = set(config["resources"].get("default", {})) | set(
+        config["resources"].get(rule, {})
+    )
+    for spec in list(config["models"].values()) + list(config["judges"].values()):
+        keys |= set(spec.get("resources", {}).get(rule, {}))
+    keys.discard("threads")
+    keys.add("gpu_jobs")
+    return sorted(keys)
+
+
+def res(rule):
+    """Resources of a rule, each a function of (wildcards, attempt)."""
+    return {
+        key: (lambda wildcards, attempt, key=key: _res_value(rule, key, wildcards, attempt))
+        for key in _res_keys(rule)
+    }
+
+
+def threads_of(rule):
+    return lambda wildcards: int(_res_value(rule, "threads", wildcards, 1) or 1)

@@ -1,0 +1,54 @@
+# Preference training: shared reference log-probs once per (model, data, max_length), then one
+# job per variant (method cell x seed).
+
+
+rule ref_logps:
+    input:
+        pairs=f"{R}/data/preference.jsonl",
+        model=lambda wildcards: model_input(wildcards.model),
+    output:
+        f"{R}/models/{{model}}/ref_logps/maxlen{{maxlen}}.jsonl",
+    params:
+        cfg=p_ref_logps,
+    log:
+        f"{R}/logs/models/{{model}}/ref_logps_maxlen{{maxlen}}.log",
+    benchmark:
+        f"{R}/benchmarks_tsv/models/{{model}}/ref_logps_maxlen{{maxlen}}.tsv"
+    threads: threads_of("ref_logps")
+    resources:
+        **res("ref_logps"),
+    conda:
+        "../envs/train.yaml"
+    shell:
+        PY + ".train.run ref-logps --params {params.cfg:q} --pairs {input.pairs} "
+        "--out {output} > {log} 2>&1"
+
+
+rule train:
+    input:
+        pairs=f"{R}/data/preference.jsonl",
+        model=lambda wildcards: model_input(wildcards.model),
+        ref_logps=ref_logps_input,
+    output:
+        adapter=directory(f"{R}/models/{{model}}/{{variant}}/adapter"),
+        log=report(
+            f"{R}/models/{{model}}/{{variant}}/train.json",
+            caption="../workflow/report/train.rst",
+            category="Training",
+            labels={"model": "{model}", "variant": "{variant}"},
+        ),
+    params:
+        cfg=p_train,
+        ref=lambda wildcards, input: f"--ref-logps {input.ref_logps}" if input.ref_logps else "",
+    log:
+        f"{R}/logs/models/{{model}}/{{variant}}/train.log",
+    benchmark:
+        f"{R}/benchmarks_tsv/train/{{model}}/{{variant}}.tsv"
+    threads: threads_of("train")
+    resources:
+        **res("train"),
+    conda:
+        "../envs/train.yaml"
+    shell:
+        PY + ".train.run train --params {params.cfg:q} --pairs {input.pairs} {params.ref} "
+        "--out {output.adapter} --log {output.log} > {log} 2>&1"

@@ -1,0 +1,82 @@
+"""Semantic config checks the JSON Schema cannot express, run at parse time (before any job).
+
+Every message names the config key, e.g.
+``config.methods.safe_exo.label_smoothing must be > 0 for loss_type exo_pair``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .grid import SWEEPABLE, variants
+from .train.methods import LOSS_TYPES, TRAINERS
+
+BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _err(msg: str) -> None:
+    raise ConfigError(msg)
+
+
+def check_config(config: dict[str, Any]) -> None:
+    for name, spec in config["models"].items():
+        if "world" not in spec and "hub" not in spec and "path" not in spec:
+            _err(f"config.models.{name} needs one of 'world', 'hub' (with 'revision') or 'path'")
+        if "hub" in spec and not spec.get("revision"):
+            _err(f"config.models.{name}.revision is required for hub model {spec['hub']!r} (pin it)")
+    for name, method in config["methods"].items():
+        trainer = method.get("trainer", "dpo")
+        if trainer not in TRAINERS:
+            _err(f"config.methods.{name}.trainer must be one of {list(TRAINERS)}, got {trainer!r}")
+        lt = method.get("loss_type")
+        valid = LOSS_TYPES[trainer]
+        if trainer != "orpo" and lt is not None and lt not in valid:
+            _err(f"config.methods.{name}.loss_type {lt!r} is not a TRL {trainer} loss type; "
+                 f"valid for the pinned TRL: {', '.join(v for v in valid if v)}")
+        for key in SWEEPABLE:
+            values = method.get(key)
+            if isinstance(values, list) and len(values) != len(set(values)):
+                _err(f"config.methods.{name}.{key} lists a value twice: {values}")
+        if lt == "exo_pair":
+            ls = method.get("label_smoothing", config["training"].get("label_smoothing", 0))
+            for v in ls if isinstance(ls, list) else [ls]:
+                if not v or v <= 0:
+                    _err(f"config.methods.{name}.label_smoothing must be > 0 for loss_type exo_pair")
+        if lt == "robust":
+            ls = method.get("label_smoothing", config["training"].get("label_smoothing", 0))
+            for v in ls if isinstance(ls, list) else [ls]:
+                if not 0 <= v < 0.5:
+                    _err(f"config.methods.{name}.label_smoothing must be in [0, 0.5) for robust, got {v}")
+    for v in variants(config):
+        if v.method and v.settings.get("peft") == "qlora" and "world" in config["models"][v.model]:
+            _err(f"config.methods.{v.method}: peft 'qlora' needs a GPU and bitsandbytes; "
+                 f"it is validated but not run on the tiny world (model {v.model!r})")
+        for key in ("beta", "learning_rate"):
+            if key in v.settings and not v.settings[key] > 0:
+                _err(f"config.methods.{v.method}.{key} must be > 0, got {v.settings[key]}")
+    for name, spec in config["benchmarks"].items():
+        if spec["kind"] not in BENCHMARK_KINDS:
+            _err(f"config.benchmarks.{name}.kind must be one of {BENCHMARK_KINDS}")
+        if not any(spec["kind"] in j["applies_to"] for j in config["judges"].values()):
+            _err(f"config.benchmarks.{name}: no judge applies to kind {spec['kind']!r} "
+                 "(see config.judges.<name>.applies_to)")
+        src = spec["source"]
+        if "hub" in src and not src.get("revision"):
+            _err(f"config.benchmarks.{name}.source.revision is required for {src['hub']!r} (pin it)")
+    for name, spec in config["judges"].items():
+        for kind in spec["applies_to"]:
+            if kind not in BENCHMARK_KINDS:
+                _err(f"config.judges.{name}.applies_to: unknown benchmark kind {kind!r}; "
+                     f"valid: {list(BENCHMARK_KINDS)}")
+        if spec["type"] in ("llama_guard", "toxicity") and "model" not in spec:
+            _err(f"config.judges.{name}.model is required for judge type {spec['type']!r}")
+        model = spec.get("model", {})
+        if "hub" in model and not model.get("revision"):
+            _err(f"config.judges.{name}.model.revision is required for {model['hub']!r} (pin it)")
+    gen = config["generation"]
+    if gen["backend"] == "vllm" and not gen.get("vllm_python"):
+        pass  # on the cluster the vllm conda env provides `python`

@@ -1,0 +1,30 @@
+"""Shared helpers for the thin command-line entry points that rules call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from typing import Any
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--params", required=True, help="the rule's config slice, as canonical JSON")
+    return p
+
+
+def setup(args: argparse.Namespace) -> dict[str, Any]:
+    """Parse ``--params``, configure logging, go offline on request and pin torch threads."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    params = json.loads(args.params)
+    if params.get("offline", True):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    threads = params.get("threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    return params

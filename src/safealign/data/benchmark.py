@@ -1,0 +1,32 @@
+"""Prepare one benchmark's prompts as normalized records (one loader per benchmark kind).
+
+    python -m safealign.data.benchmark --params JSON --out FILE.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import io
+from ..cli import setup
+from .loaders import load_benchmark
+
+# Config keys of a benchmark that are loader options.
+LOADER_OPTIONS = ("n_per_category", "n", "seed", "challenging_only")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--params", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    params = setup(args)
+    options = {k: params[k] for k in LOADER_OPTIONS if params.get(k) is not None}
+    rows = load_benchmark(params["loader"], params["source"], **options)
+    if not rows:
+        raise ValueError(f"benchmark {params['name']!r} has no prompts")
+    io.write_jsonl(args.out, [{**r, "benchmark": params["name"]} for r in rows])
+
+
+if __name__ == "__main__":
+    main()

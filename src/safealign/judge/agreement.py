@@ -1,0 +1,104 @@
+"""Agreement between two judges (or a judge and humans): Cohen's kappa and the disagreements."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+__all__ = ["accuracy", "cohen_kappa", "disagreements"]
+
+Key = str | Callable[[dict], Any]
+
+
+def _check_pair(a: Sequence, b: Sequence) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"judgements differ in length: {len(a)} vs {len(b)}")
+    if not len(a):
+        raise ValueError("no judgements to compare")
+
+
+def accuracy(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
+    """Fraction of positions where ``a`` and ``b`` agree."""
+    a, b = list(a), list(b)
+    _check_pair(a, b)
+    return sum(x == y for x, y in zip(a, b)) / len(a)
+
+
+def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
+    """Cohen's kappa of two label sequences (sklearn's ``cohen_kappa_score``).
+
+    Perfect agreement is 1.0 even when both judges use a single label (where kappa is otherwise
+    undefined); a kappa that is still undefined comes back as NaN.
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    a, b = list(a), list(b)
+    _check_pair(a, b)
+    if a == b:
+        return 1.0
+    return float(cohen_kappa_score(a, b, replace_undefined_by=math.nan))
+
+
+def _getter(key: Key, side: str) -> Callable[[dict], Any]:
+    if callable(key):
+        return key
+
+    def get(row: dict) -> Any:
+        if key not in row:
+            raise KeyError(f"judge {side} row has no {key!r} field: {row}")
+        return row[key]
+
+    return get
+
+
+def disagreements(
+    rows_a: Sequence[dict],
+    rows_b: Sequence[dict],
+    key: Key,
+    *,
+    key_b: Key | None = None,
+    id_key: str | None = "id",
+) -> list[dict]:
+    """The examples on which two judges disagree.
+
+    ``key`` names the judgement field (or is a function of a row) in ``rows_a``; ``key_b`` the
+    one in ``rows_b`` (default: the same). Rows are paired by ``id_key`` (both sides must hold
+    the same ids, each once) or, with ``id_key=None``, by position. Returns, in ``rows_a``'s
+    order, ``{"id", "a", "b", "row_a", "row_b"}`` for every pair whose judgements differ
+    (``id`` is the position when pairing by position).
+    """
+    get_a, get_b = _getter(key, "a"), _getter(key if key_b is None else key_b, "b")
+    rows_a, rows_b = list(rows_a), list(rows_b)
+    if id_key is None:
+        if len(rows_a) != len(rows_b):
+            raise ValueError(
+                f"judges rated different numbers of rows: {len(rows_a)} vs {len(rows_b)}"
+            )
+        pairs = [(i, ra, rb) for i, (ra, rb) in enumerate(zip(rows_a, rows_b))]
+    else:
+        by_id: dict[Any, dict] = {}
+        for side, rows in (("a", rows_a), ("b", rows_b)):
+            seen = set()
+            for row in rows:
+                if id_key not in row:
+                    raise KeyError(f"judge {side} row has no {id_key!r} field: {row}")
+                if row[id_key] in seen:
+                    raise ValueError(f"judge {side} has duplicate {id_key} {row[id_key]!r}")
+                seen.add(row[id_key])
+            if side == "b":
+                ids_a = {r[id_key] for r in rows_a}
+                if seen != ids_a:
+                    only_a, only_b = sorted(map(str, ids_a - seen)), sorted(map(str, seen - ids_a))
+                    raise ValueError(
+                        f"judges rated different {id_key}s: only in a {only_a[:5]}, "
+                        f"only in b {only_b[:5]}"
+                    )
+                by_id = {r[id_key]: r for r in rows}
+        pairs = [(ra[id_key], ra, by_id[ra[id_key]]) for ra in rows_a]
+    out = []
+    for rid, ra, rb in pairs:
+        va, vb = get_a(ra), get_b(rb)
+        if va != vb:
+            out.append({"id": rid, "a": va, "b": vb, "row_a": ra, "row_b": rb})
+    return out

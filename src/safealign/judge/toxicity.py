@@ -1,0 +1,36 @@
+"""Toxicity scorer: an ``AutoModelForSequenceClassification`` classifier by hub id or local dir.
+
+On the cluster a pinned open classifier (default ``s-nlp/roberta_toxicity_classifier``; Perspective
+API is closing); in the tiny world the classifier the workflow trains. Same code path for both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..models import load_model, load_tokenizer
+
+
+def score(model_ref: dict[str, Any], texts: list[str], settings: dict[str, Any]) -> list[float]:
+    """P(toxic) per text (softmax probability of the label named ``settings['toxic_label']``)."""
+    import torch
+
+    tok = load_tokenizer(model_ref, padding_side="right")
+    model = load_model(model_ref, task="sequence-classification")
+    label = settings.get("toxic_label", "toxic")
+    ids = {v.lower(): int(k) for k, v in model.config.id2label.items()}
+    if label.lower() not in ids:
+        raise ValueError(f"judges.toxicity.toxic_label {label!r} is not a label of the classifier "
+                         f"(labels: {sorted(ids)})")
+    idx = ids[label.lower()]
+    bs = int(settings.get("batch_size", 32))
+    out: list[float] = []
+    for i in tqdm(range(0, len(texts), bs), desc="toxicity", unit="batch"):
+        enc = tok([t or " " for t in texts[i : i + bs]], return_tensors="pt", padding=True,
+                  truncation=True, max_length=int(settings.get("max_length", 64)))
+        with torch.no_grad():
+            probs = torch.softmax(model(**enc).logits.float(), -1)[:, idx]
+        out.extend(float(p) for p in probs)
+    return out
