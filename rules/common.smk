@@ -11,6 +11,8 @@ from safealign.checks import check_config  # noqa: E402
 check_config(config)
 
 R = "results"
+BENCHMARKS = list(config["benchmarks"])
+JUDGES = list(config["judges"])
 VARIANTS = grid.variant_index(config)
 WORLD_FILES = {
     "corpus": "corpus.jsonl",
@@ -133,16 +135,38 @@ def p_world_judge(wildcards):
     )
 
 
-def p_judge(wildcards):
-    spec = {k: v for k, v in config["judges"][wildcards.judge].items() if k != "resources"}
+def judge_params(judge):
+    spec = {k: v for k, v in config["judges"][judge].items() if k != "resources"}
     spec.pop("applies_to", None)
-    spec["name"] = wildcards.judge
+    spec["name"] = judge
     spec["offline"] = config["offline"]
     if "model" in spec:
-        spec["model"] = judge_ref(wildcards.judge)
+        spec["model"] = judge_ref(judge)
     if spec["type"] == "llama_guard":
         spec["backend"] = config["generation"]["backend"]
     return grid.canonical(spec)
+
+
+def p_judge(wildcards):
+    return judge_params(wildcards.judge)
+
+
+def p_judge_of(judge):
+    return lambda wildcards: judge_params(judge)
+
+
+def generation_files(judge):
+    return [
+        f"{R}/generations/{{model}}/{{variant}}/{b}.jsonl"
+        for b in grid.benchmarks_for(config, judge)
+    ]
+
+
+def judgment_files(judge):
+    return [
+        f"{R}/judgments/{{model}}/{{variant}}/{b}/{judge}.jsonl"
+        for b in grid.benchmarks_for(config, judge)
+    ]
 
 
 def p_preference(wildcards):
@@ -192,12 +216,18 @@ def adapter_input(wildcards):
 
 
 def p_generate(wildcards):
-    bench = config["benchmarks"][wildcards.benchmark]
+    benches = [
+        {
+            "name": b,
+            "system_prompt": config["benchmarks"][b].get("system_prompt"),
+            "generation": grid.generation_settings(config, b),
+        }
+        for b in BENCHMARKS
+    ]
     return grid.canonical(
         {
             "model": model_ref(wildcards.model),
-            "system_prompt": bench.get("system_prompt"),
-            "generation": grid.generation_settings(config, wildcards.benchmark),
+            "benchmarks": benches,
             "offline": config["offline"],
         }
     )

@@ -1,22 +1,26 @@
-# Generation: every variant (base included) on every benchmark, transformers or vLLM backend.
+# Generation: every variant (base included) on every benchmark, one job per variant (the model
+# is loaded once), one file per benchmark; transformers or vLLM backend.
 
 
 rule generate:
     input:
-        prompts=f"{R}/prompts/{{benchmark}}.jsonl",
+        prompts=expand(f"{R}/prompts/{{benchmark}}.jsonl", benchmark=BENCHMARKS),
         model=lambda wildcards: model_input(wildcards.model),
         adapter=adapter_input,
     output:
-        generations=f"{R}/generations/{{model}}/{{variant}}/{{benchmark}}.jsonl",
-        meta=f"{R}/generations/{{model}}/{{variant}}/{{benchmark}}.meta.json",
+        generations=expand(
+            f"{R}/generations/{{{{model}}}}/{{{{variant}}}}/{{benchmark}}.jsonl",
+            benchmark=BENCHMARKS,
+        ),
+        meta=f"{R}/generations/{{model}}/{{variant}}/meta.json",
     params:
         cfg=p_generate,
         python=generation_python,
         adapter=lambda wildcards, input: f"--adapter {input.adapter}" if input.adapter else "",
     log:
-        f"{R}/logs/generations/{{model}}/{{variant}}/{{benchmark}}.log",
+        f"{R}/logs/generations/{{model}}/{{variant}}.log",
     benchmark:
-        f"{R}/benchmarks_tsv/generate/{{model}}/{{variant}}/{{benchmark}}.tsv"
+        f"{R}/benchmarks_tsv/generate/{{model}}/{{variant}}.tsv"
     threads: threads_of("generate")
     resources:
         **res("generate"),

@@ -1,24 +1,28 @@
-# Judging, separate from generation: one job per (variant, benchmark, judge).
+# Judging, separate from generation: one rule per configured judge, one job per (variant, judge),
+# one output file per (variant, benchmark, judge). Adding or swapping a judge never regenerates.
 
+for _judge in JUDGES:
 
-rule judge:
-    input:
-        generations=f"{R}/generations/{{model}}/{{variant}}/{{benchmark}}.jsonl",
-        judge_model=lambda wildcards: judge_input(wildcards.judge),
-    output:
-        judgments=f"{R}/judgments/{{model}}/{{variant}}/{{benchmark}}/{{judge}}.jsonl",
-        meta=f"{R}/judgments/{{model}}/{{variant}}/{{benchmark}}/{{judge}}.meta.json",
-    params:
-        cfg=p_judge,
-    log:
-        f"{R}/logs/judgments/{{model}}/{{variant}}/{{benchmark}}/{{judge}}.log",
-    benchmark:
-        f"{R}/benchmarks_tsv/judge/{{model}}/{{variant}}/{{benchmark}}/{{judge}}.tsv"
-    threads: threads_of("judge")
-    resources:
-        **res("judge"),
-    conda:
-        "../envs/judge.yaml"
-    shell:
-        PY + ".judge run --params {params.cfg:q} --generations {input.generations} "
-        "--out {output.judgments} --meta {output.meta} > {log} 2>&1"
+    rule:
+        name:
+            f"judge_{_judge}"
+        input:
+            generations=generation_files(_judge),
+            judge_model=judge_input(_judge),
+        output:
+            judgments=judgment_files(_judge),
+            meta=f"{R}/judgments/{{model}}/{{variant}}/{_judge}.meta.json",
+        params:
+            cfg=p_judge_of(_judge),
+        log:
+            f"{R}/logs/judgments/{{model}}/{{variant}}/{_judge}.log",
+        benchmark:
+            f"{R}/benchmarks_tsv/judge/{{model}}/{{variant}}/{_judge}.tsv"
+        threads: threads_of("judge")
+        resources:
+            **res("judge"),
+        conda:
+            "../envs/judge.yaml"
+        shell:
+            PY + ".judge run --params {params.cfg:q} --generations {input.generations} "
+            "--out {output.judgments} --meta {output.meta} > {log} 2>&1"

@@ -98,6 +98,11 @@ def judges_for(config: dict[str, Any], benchmark: str) -> list[str]:
     return [j for j, spec in config["judges"].items() if kind in spec["applies_to"]]
 
 
+def benchmarks_for(config: dict[str, Any], judge: str) -> list[str]:
+    kinds = config["judges"][judge]["applies_to"]
+    return [b for b, spec in config["benchmarks"].items() if spec["kind"] in kinds]
+
+
 def uses_reference(settings: dict[str, Any]) -> bool:
     return settings.get("trainer", "dpo") not in REFERENCE_FREE
 

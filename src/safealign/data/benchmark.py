@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from .. import io
 from ..cli import setup
-from .loaders import load_benchmark
+from .loaders import BENCHMARKS, load_benchmark
 
 # Config keys of a benchmark that are loader options.
 LOADER_OPTIONS = ("n_per_category", "n", "seed", "challenging_only")
@@ -21,7 +22,9 @@ def main() -> None:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     params = setup(args)
-    options = {k: params[k] for k in LOADER_OPTIONS if params.get(k) is not None}
+    loader = BENCHMARKS[params["loader"]]
+    accepted = inspect.signature(loader).parameters
+    options = {k: params[k] for k in LOADER_OPTIONS if params.get(k) is not None and k in accepted}
     rows = load_benchmark(params["loader"], params["source"], **options)
     if not rows:
         raise ValueError(f"benchmark {params['name']!r} has no prompts")

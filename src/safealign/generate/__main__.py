@@ -1,9 +1,10 @@
-"""Generate one variant's responses to one benchmark.
+"""Generate one variant's responses to every benchmark (the model is loaded once).
 
-    python -m safealign.generate --params JSON --prompts FILE [--adapter DIR] --out FILE --meta FILE
+    python -m safealign.generate --params JSON [--adapter DIR] --prompts P1 P2 .. --out G1 G2 .. --meta FILE
 
-Prompts are rendered with the policy tokenizer's own chat template (optionally with the
-benchmark's system prompt), then sent to the configured backend (transformers or vLLM).
+``params["benchmarks"]`` lists, in the order of ``--prompts``/``--out``, each benchmark's name,
+system prompt and generation settings. Prompts are rendered with the policy tokenizer's own chat
+template, then sent to the configured backend (transformers or vLLM).
 """
 
 from __future__ import annotations
@@ -20,26 +21,29 @@ from . import generate_texts
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--params", required=True)
-    p.add_argument("--prompts", required=True)
+    p.add_argument("--prompts", nargs="+", required=True)
     p.add_argument("--adapter")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", nargs="+", required=True)
     p.add_argument("--meta", required=True)
     args = p.parse_args()
     params = setup(args)
-    records = io.read_jsonl(args.prompts)
+    benches = params["benchmarks"]
+    if not len(benches) == len(args.prompts) == len(args.out):
+        raise ValueError("--prompts, --out and params.benchmarks must have the same length")
     tok = load_tokenizer(params["model"])
-    system = params.get("system_prompt")
-    rendered = [render(tok, conversation(r["prompt"], system=system)) for r in records]
-    settings = params["generation"]
-    outputs = generate_texts(params["model"], args.adapter, rendered, settings, settings["backend"])
-    rows = []
-    for o in outputs:
-        rec = records[o["prompt_index"]]
-        rows.append({**rec, "sample": o["sample"], "response": o["text"].strip()})
-    io.write_jsonl(args.out, rows)
-    io.write_json(args.meta, io.provenance(model=describe(params["model"], args.adapter),
-                                           settings=settings, system_prompt=system,
-                                           n_prompts=len(records), n_responses=len(rows)))
+    meta = {}
+    for bench, prompts_file, out in zip(benches, args.prompts, args.out, strict=True):
+        records = io.read_jsonl(prompts_file)
+        system = bench.get("system_prompt")
+        rendered = [render(tok, conversation(r["prompt"], system=system)) for r in records]
+        settings = bench["generation"]
+        outputs = generate_texts(params["model"], args.adapter, rendered, settings, settings["backend"])
+        rows = [{**records[o["prompt_index"]], "sample": o["sample"], "response": o["text"].strip()}
+                for o in outputs]
+        io.write_jsonl(out, rows)
+        meta[bench["name"]] = {"settings": settings, "system_prompt": system,
+                               "n_prompts": len(records), "n_responses": len(rows)}
+    io.write_json(args.meta, io.provenance(model=describe(params["model"], args.adapter), benchmarks=meta))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from ..models import load_model, load_tokenizer
+
+_LOADED: dict[str, tuple] = {}
+
+
+def _load(model_ref: dict[str, Any], adapter: str | None, dtype: str):
+    """Load once per process: a job generating several benchmarks reuses the model."""
+    key = json.dumps([model_ref, adapter, dtype], sort_keys=True)
+    if key not in _LOADED:
+        _LOADED[key] = (load_tokenizer(model_ref, padding_side="left"),
+                        load_model(model_ref, adapter=adapter, dtype=dtype))
+    return _LOADED[key]
 
 
 def generate_texts(
@@ -14,8 +26,7 @@ def generate_texts(
 ) -> list[dict[str, Any]]:
     import torch
 
-    tok = load_tokenizer(model_ref, padding_side="left")
-    model = load_model(model_ref, adapter=adapter, dtype=settings.get("dtype", "float32"))
+    tok, model = _load(model_ref, adapter, settings.get("dtype", "float32"))
     do_sample = bool(settings.get("do_sample", False))
     num_samples = int(settings.get("num_samples", 1))
     top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)

@@ -65,26 +65,32 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("what", choices=["run", "validate"])
     p.add_argument("--params", required=True)
-    p.add_argument("--generations")
+    p.add_argument("--generations", nargs="*", default=[])
     p.add_argument("--examples")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", nargs="+", required=True)
     p.add_argument("--meta")
     args = p.parse_args()
     params = setup(args)
     if args.what == "validate":
         result = validate(params, io.read_jsonl(args.examples))
         minimum = params.get("min_validation_accuracy")
-        io.write_json(args.out, io.provenance(**result))
+        print(f"validation: {result}")
+        io.write_json(args.out[0], io.provenance(**result))
         if minimum is not None and result["accuracy"] < minimum:
             raise SystemExit(f"judge accuracy {result['accuracy']:.3f} on held-out examples is below "
-                             f"judges.<name>.min_validation_accuracy = {minimum} (see {args.out})")
+                             f"judges.<name>.min_validation_accuracy = {minimum} (see {args.out[0]})")
         return
-    rows = io.read_jsonl(args.generations)
-    judged, meta = run_judge(params, rows)
+    if len(args.generations) != len(args.out):
+        raise ValueError("--generations and --out must have the same length")
     keep = ("id", "benchmark", "category", "attack_type", "label", "type", "sample", "prompt", "response")
-    io.write_jsonl(args.out, [{**{k: r[k] for k in keep if k in r}, **j}
-                              for r, j in zip(rows, judged, strict=True)])
-    io.write_json(args.meta, io.provenance(judge=params["name"], type=params["type"], **meta))
+    metas = {}
+    for gen_file, out in zip(args.generations, args.out, strict=True):
+        rows = io.read_jsonl(gen_file)
+        judged, meta = run_judge(params, rows)
+        io.write_jsonl(out, [{**{k: r[k] for k in keep if k in r}, **j}
+                             for r, j in zip(rows, judged, strict=True)])
+        metas[gen_file] = meta
+    io.write_json(args.meta, io.provenance(judge=params["name"], type=params["type"], files=metas))
 
 
 if __name__ == "__main__":

@@ -6,19 +6,29 @@ API is closing); in the tiny world the classifier the workflow trains. Same code
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from ..models import load_model, load_tokenizer
 
+_LOADED: dict[str, tuple] = {}
+
+
+def _load(model_ref: dict[str, Any]):
+    key = json.dumps(model_ref, sort_keys=True)
+    if key not in _LOADED:
+        _LOADED[key] = (load_tokenizer(model_ref, padding_side="right"),
+                        load_model(model_ref, task="sequence-classification"))
+    return _LOADED[key]
+
 
 def score(model_ref: dict[str, Any], texts: list[str], settings: dict[str, Any]) -> list[float]:
     """P(toxic) per text (softmax probability of the label named ``settings['toxic_label']``)."""
     import torch
 
-    tok = load_tokenizer(model_ref, padding_side="right")
-    model = load_model(model_ref, task="sequence-classification")
+    tok, model = _load(model_ref)
     label = settings.get("toxic_label", "toxic")
     ids = {v.lower(): int(k) for k, v in model.config.id2label.items()}
     if label.lower() not in ids:

@@ -1,0 +1,68 @@
+"""Static checks of the per-rule conda envs and the rules that use them."""
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ENVS = sorted((REPO / "envs").glob("*.yaml"))
+RULE_FILES = sorted((REPO / "rules").glob("*.smk"))
+
+
+def pip_pins(env):
+    deps = yaml.safe_load(env.read_text())["dependencies"]
+    return [p for d in deps if isinstance(d, dict) for p in d.get("pip", [])]
+
+
+def test_expected_env_families():
+    assert {e.stem for e in ENVS} == {"data", "train", "vllm", "judge", "eval", "report"}
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda e: e.stem)
+def test_env_parses_and_pins_everything(env):
+    spec = yaml.safe_load(env.read_text())
+    assert "conda-forge" in spec["channels"]
+    for dep in spec["dependencies"]:
+        if isinstance(dep, str):
+            assert re.fullmatch(r"[A-Za-z0-9_.-]+=[0-9][0-9A-Za-z.]*", dep), f"{env.name}: {dep} not pinned"
+    pins = pip_pins(env)
+    assert pins
+    for pin in pins:
+        assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][0-9A-Za-z.+]*", pin), f"{env.name}: {pin} not ==-pinned"
+
+
+def test_env_pins_match_the_versions_tests_run():
+    """Every pip pin that is installed here is the version the tests run against."""
+    for env in ENVS:
+        for pin in pip_pins(env):
+            name, version = pin.split("==")
+            name = name.split("[")[0]
+            try:
+                installed = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue  # e.g. vllm, bitsandbytes: cluster-only
+            assert installed.split("+")[0] == version, f"{env.name}: {name} pinned {version}, installed {installed}"
+
+
+def test_pyproject_pins_match_envs():
+    text = (REPO / "pyproject.toml").read_text()
+    pins = dict(re.findall(r'"([A-Za-z0-9_.\-\[\]]+)==([^"]+)"', text))
+    for env in ENVS:
+        for pin in pip_pins(env):
+            name, version = pin.split("==")
+            if name in pins:
+                assert pins[name] == version, f"{env.name} pins {name}=={version}, pyproject {pins[name]}"
+
+
+def test_every_rule_has_conda_log_and_an_existing_env():
+    for smk in RULE_FILES:
+        text = smk.read_text()
+        for block in re.split(r"\n(?=rule )", text)[1:]:
+            name = block.split(":")[0].removeprefix("rule ").strip()
+            assert "conda:" in block, f"rule {name} has no conda:"
+            assert "log:" in block, f"rule {name} has no log:"
+            env = re.search(r'conda:\s*\n\s*"([^"]+)"', block).group(1)
+            assert (smk.parent / env).resolve().exists(), f"rule {name}: {env} missing"

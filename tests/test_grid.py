@@ -1,0 +1,56 @@
+"""Grid expansion: variants, sweeps, merged settings, judge applicability."""
+
+import copy
+
+from safealign import grid
+
+
+def test_default_grid_has_base_and_every_method(default_config):
+    vs = grid.variants(default_config)
+    names = [v.name for v in vs]
+    assert names[0] == "base"
+    assert len(vs) == 1 + len(default_config["methods"])
+    assert "safe_nca-seed0" in names
+    nca = grid.variant_index(default_config)[("tiny", "safe_nca-seed0")]
+    assert nca.settings["loss_type"] == "nca_pair"
+    assert nca.settings["trainer"] == "dpo"
+    # training defaults are inherited, model overrides merge into the LoRA dict
+    assert nca.settings["beta"] == default_config["training"]["beta"]
+    assert nca.settings["lora"]["r"] == default_config["training"]["lora"]["r"]
+    assert nca.settings["lora"]["target_modules"] == default_config["models"]["tiny"]["training"]["lora"]["target_modules"]
+
+
+def test_sweep_expands_into_readable_stable_cells(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["methods"] = {"safe_dpo": {"trainer": "dpo", "loss_type": "sigmoid", "beta": [0.01, 0.1],
+                                   "seeds": [1, 2]}}
+    names = [v.name for v in grid.variants(cfg) if v.method]
+    assert names == ["safe_dpo-beta0.01-seed1", "safe_dpo-beta0.01-seed2",
+                     "safe_dpo-beta0.1-seed1", "safe_dpo-beta0.1-seed2"]
+    betas = {v.name: v.settings["beta"] for v in grid.variants(cfg) if v.method}
+    assert betas["safe_dpo-beta0.1-seed2"] == 0.1
+    assert grid.variants(cfg) == grid.variants(copy.deepcopy(cfg))  # stable
+
+
+def test_disabled_methods_leave_the_grid(default_config):
+    cfg = copy.deepcopy(default_config)
+    for m in cfg["methods"]:
+        if m != "safe_nca":
+            cfg["methods"][m]["enabled"] = False
+    assert [v.name for v in grid.variants(cfg)] == ["base", "safe_nca-seed0"]
+
+
+def test_judges_apply_by_benchmark_kind(default_config):
+    assert grid.judges_for(default_config, "alert") == ["llama_guard", "refusal"]
+    assert grid.judges_for(default_config, "toxicity_benign") == ["toxicity"]
+
+
+def test_reference_sharing_only_for_dpo_family(default_config):
+    idx = grid.variant_index(default_config)
+    assert grid.shares_reference(idx[("tiny", "safe_ipo-seed0")].settings)
+    assert not grid.shares_reference(idx[("tiny", "safe_kto-seed0")].settings)
+    assert not grid.uses_reference(idx[("tiny", "safe_orpo-seed0")].settings)
+
+
+def test_canonical_params_ignore_key_order():
+    assert grid.canonical({"b": 1, "a": {"d": 2, "c": 3}}) == grid.canonical({"a": {"c": 3, "d": 2}, "b": 1})
