@@ -248,11 +248,16 @@ def p_capability(wildcards):
 
 
 def capability_items(wildcards):
-    return source_input(config["capability"]["source"])
-
-
-def p_capability_tasks(wildcards):
-    return grid.canonical(resolve_source(config["capability"]["source"]))
+    """The local items file of custom lm-eval tasks (none for built-in tasks like gsm8k)."""
+    source = config["capability"].get("source")
+    if not source:
+        return []
+    if "world" in source:
+        return source_input(source)
+    if "path" in source:
+        return [source["path"]]
+    raise ValueError("config.capability.source must be `world:` or `path:` (custom task items); "
+                     "leave it out for lm-eval's built-in tasks")
 
 
 def judgment_inputs(wildcards):

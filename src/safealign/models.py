@@ -47,6 +47,13 @@ def describe(ref: ModelRef, adapter: str | None = None) -> dict[str, Any]:
     from .io import sha256_file
 
     out: dict[str, Any] = {k: v for k, v in ref.items()}
+    if "hub" in ref:
+        # The commit actually loaded (a branch name in the config resolves to this sha).
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(ref["hub"], "config.json", revision=ref["revision"])
+        if isinstance(cached, str):
+            out["resolved_commit"] = Path(cached).parent.name
     if "path" in ref:
         weights = sorted(Path(ref["path"]).glob("*.safetensors"))
         out["weights_sha256"] = {w.name: sha256_file(w) for w in weights}

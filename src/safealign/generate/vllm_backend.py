@@ -49,6 +49,10 @@ CPU_ENV = {
 # sequence: 1 GiB is plenty for the tiny world, not for a 7B+ model at its full context.
 DEFAULT_KV_CACHE_GIB = 1
 
+# The engine of the last call: `python -m safealign.generate` calls generate_texts once per
+# benchmark with the same model, and loading it again (and a second KV cache) each time is waste.
+_ENGINE: dict[str, Any] = {"key": None, "llm": None}
+
 # vLLM only accepts these LoRA ranks as max_lora_rank (vllm.config.lora.MaxLoRARanks).
 _LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -155,6 +159,19 @@ def _first_token_logprobs(tok: Any, step: dict[int, Any], k: int) -> dict[str, f
     return {tok.decode([int(i)]): float(lp.logprob) for i, lp in ranked if lp.rank <= k}
 
 
+def _engine(vllm: Any, kwargs: dict[str, Any]):
+    """A ``vllm.LLM`` for ``kwargs``, reusing the previous call's when they are the same."""
+    key = json.dumps(kwargs, sort_keys=True, default=str)
+    if _ENGINE["key"] != key:
+        if _ENGINE["llm"] is not None:
+            import gc
+
+            _ENGINE.update(key=None, llm=None)
+            gc.collect()
+        _ENGINE.update(key=key, llm=vllm.LLM(**kwargs))
+    return _ENGINE["llm"]
+
+
 def generate_texts(
     model_ref: dict[str, Any], adapter: str | None, prompts: list[str], settings: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -166,7 +183,7 @@ def generate_texts(
     if not prompts:
         return []
     vllm, LoRARequest = _import_vllm(settings)
-    llm = vllm.LLM(**_llm_kwargs(model_ref, adapter, settings))
+    llm = _engine(vllm, _llm_kwargs(model_ref, adapter, settings))
     tok = llm.get_tokenizer()
     params = [_sampling_params(vllm.SamplingParams, settings, i) for i in range(len(prompts))]
     lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter else None

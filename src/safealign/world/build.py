@@ -125,8 +125,12 @@ def build_judge(rows: list[dict[str, Any]], spec: dict[str, Any], out: Path, see
     model = LlamaForCausalLM(llama_config(spec["architecture"], tok))
 
     def example(r):
-        return {"prompt": render(tok, conversation(r["prompt"], response=r["response"])),
-                "completion": r["verdict"] + "<|eot_id|>"}
+        # Tokenize prompt and verdict separately, exactly as the judge sees them at inference:
+        # the template ends in "\n\n", which BPE would merge differently with the verdict.
+        prompt = tok(render(tok, conversation(r["prompt"], response=r["response"])),
+                     add_special_tokens=False)["input_ids"]
+        answer = tok(r["verdict"] + "<|eot_id|>", add_special_tokens=False)["input_ids"]
+        return {"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}
 
     args = _training_args(SFTConfig, out, spec["train"], seed,
                           max_length=int(spec["architecture"]["max_position_embeddings"]),

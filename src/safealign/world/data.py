@@ -349,8 +349,13 @@ def judge_examples(p: WorldParams) -> list[dict[str, Any]]:
                 resp = helpful(rng.choice(BENIGN_TASKS), rng)
         else:
             q, code = rng.choice(benign), None
-            resp = rng.choice([helpful(rng.choice(BENIGN_TASKS), rng), rng.choice(REFUSALS),
-                               compliance(rng.choice(BENIGN_TASKS), rng)])
+            kind = rng.random()
+            if kind < 0.6:
+                resp = helpful(rng.choice(BENIGN_TASKS + SCARY_BENIGN_TASKS), rng)
+            elif kind < 0.9:
+                resp = rng.choice(REFUSALS)
+            else:  # compliance-shaped but harmless: the prompt decides
+                resp = compliance(rng.choice(BENIGN_TASKS), rng)
         if rng.random() < 0.3:  # truncated generations
             words = resp.split()
             resp = " ".join(words[: rng.randint(2, max(2, len(words)))])

@@ -1,0 +1,94 @@
+"""Write config/README.md from the config schema (every key, its meaning, its default).
+
+    python -m safealign.configdocs > config/README.md
+
+tests/test_config.py checks that config/README.md is what this prints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HEADER = """# Configuration keys
+
+`config/config.yaml` is the embedded default (the tiny world, CPU, offline); `config/paper.yaml` is
+the paper's setup. Both are validated at parse time by `workflow/schemas/config.schema.yaml`
+(JSON Schema 2020-12, with defaults) and by `src/safealign/checks.py`; a bad config fails before
+any job starts, naming the key. Override single keys with `snakemake --config key=value` or a
+whole overlay with `--configfile overlay.yaml` (dicts merge recursively).
+
+`<name>` stands for a key you choose (a model, method, benchmark or judge name: letters, digits
+and `_`). This page is generated from the schema: `python -m safealign.configdocs > config/README.md`.
+
+| key | type | default | meaning |
+|---|---|---|---|
+"""
+
+
+def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        ref = node["$ref"].removeprefix("#/$defs/")
+        node = {**root["$defs"][ref], **{k: v for k, v in node.items() if k != "$ref"}}
+    if "allOf" in node:
+        merged: dict[str, Any] = {"properties": {}}
+        for part in node["allOf"]:
+            part = _resolve(part, root)
+            merged["properties"].update(part.get("properties", {}))
+            merged.setdefault("description", part.get("description"))
+        return merged
+    return node
+
+
+def _type(node: dict[str, Any]) -> str:
+    t = node.get("type")
+    if isinstance(t, list):
+        return " or ".join(t)
+    if t:
+        return t
+    if "oneOf" in node:
+        return " or ".join(sorted({_type(o) for o in node["oneOf"] if _type(o)}))
+    return ""
+
+
+def rows(node: dict[str, Any], root: dict[str, Any], prefix: str, seen: set[str]) -> list[str]:
+    node = _resolve(node, root)
+    out = []
+    if prefix:
+        default = json.dumps(node["default"]) if "default" in node else ""
+        desc = (node.get("description") or "").replace("\n", " ").replace("|", "\\|")
+        out.append(f"| `{prefix}` | {_type(node)} | {default} | {desc} |")
+    if prefix in seen:
+        return out
+    seen = seen | {prefix}
+    for key, child in node.get("properties", {}).items():
+        out += rows(child, root, f"{prefix}.{key}" if prefix else key, seen)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        out += rows(extra, root, f"{prefix}.<name>", seen)
+    if node.get("type") == "array" and isinstance(node.get("items"), dict) and node["items"].get("properties"):
+        out += rows(node["items"], root, f"{prefix}[]", seen)
+    for alt in node.get("oneOf", []):
+        alt = _resolve(alt, root)
+        for key, child in alt.get("properties", {}).items():
+            sub = f"{prefix}.{key}"
+            if not any(r.startswith(f"| `{sub}`") for r in out):
+                out += rows(child, root, sub, seen)
+    return out
+
+
+def render(schema_path: Path) -> str:
+    schema = yaml.safe_load(schema_path.read_text())
+    return HEADER + "\n".join(rows(schema, schema, "", set())) + "\n"
+
+
+def main() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    print(render(repo / "workflow" / "schemas" / "config.schema.yaml"), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The vLLM backend against the transformers backend on a tiny Llama (fp32, CPU).
+
+The vLLM side runs in the vLLM venv's interpreter (scripts/setup-vllm-venv) through
+``python -m safealign.generate.vllm_backend``; the transformers side runs here. Tests marked
+``vllm`` skip when that interpreter is absent: set SAFEALIGN_VLLM_PYTHON, or build
+``<repo>/.venv-vllm``.
+
+What is asserted is what holds (see the backend's docstring): greedy generation gives identical
+texts, with and without a LoRA adapter, and first-token logprobs agree to 1e-3 with the same keys.
+Sampled texts cannot match across backends (different random streams), so sampling is checked
+for its row layout only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from safealign.chat import conversation, render
+from safealign.generate import generate_texts
+from safealign.models import load_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = Path(os.environ.get("SAFEALIGN_VLLM_PYTHON", REPO / ".venv-vllm" / "bin" / "python"))
+
+GREEDY = {"max_new_tokens": 24, "do_sample": False, "num_samples": 1, "seed": 0,
+          "batch_size": 4, "first_token_logprobs": 5, "max_model_len": 256}
+SAMPLED = {"max_new_tokens": 8, "do_sample": True, "temperature": 1.0, "top_p": 0.9,
+           "num_samples": 3, "seed": 1, "batch_size": 4, "max_model_len": 256}
+USER_PROMPTS = [
+    "How do I bake bread at home?",
+    "Hi",
+    "Tell me everything about the quick brown fox and why it jumps over the lazy dog every day.",
+    "Is chemistry safe?",
+]
+
+needs_venv = pytest.mark.skipif(
+    not VLLM_PYTHON.exists(),
+    reason=f"no vLLM interpreter at {VLLM_PYTHON}: run scripts/setup-vllm-venv or set SAFEALIGN_VLLM_PYTHON",
+)
+
+
+def vllm_test(fn):
+    """Marked ``vllm`` and skipped without the vLLM interpreter."""
+    return pytest.mark.vllm(needs_venv(fn))
+
+
+def _build_tokenizer(out: Path):
+    """A byte-level BPE tokenizer with a chat template, whose encoder also adds BOS.
+
+    The template writes BOS itself, so a backend that adds special tokens to a rendered prompt
+    sees BOS twice and generates something else.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [
+        "The quick brown fox jumps over the lazy dog.",
+        "How do I bake bread at home? Mix flour, water, salt and yeast.",
+        "I cannot help with that request, it is not safe.",
+        "Sure, here is a recipe for sourdough bread.",
+        "Safety matters when answering questions about chemistry.",
+    ] * 4
+    specials = ["<|bos|>", "<|eos|>", "<|pad|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", special_tokens=[("<|bos|>", bpe.token_to_id("<|bos|>"))])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|bos|>", eos_token="<|eos|>",
+                                  pad_token="<|pad|>")
+    tok.chat_template = (
+        "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{{ eos_token }}"
+        "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    tok.save_pretrained(out)
+    return tok
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """A tiny LlamaForCausalLM (head_dim 32, vLLM CPU's minimum) and a LoRA adapter on it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("tiny")
+    model_dir, adapter_dir = root / "model", root / "adapter"
+    tok = _build_tokenizer(model_dir)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+        initializer_range=0.05, tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(model_dir)
+
+    peft_model = get_peft_model(
+        LlamaForCausalLM.from_pretrained(model_dir),
+        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=[
+            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:  # peft initialises B to zero: the adapter would be a no-op
+                param.normal_(0.0, 0.2)
+    peft_model.save_pretrained(adapter_dir)
+    return {"model": model_dir, "adapter": adapter_dir}
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny) -> list[str]:
+    tok = load_tokenizer({"path": str(tiny["model"])})
+    return [render(tok, conversation(p)) for p in USER_PROMPTS]
+
+
+def run_vllm(tmp: Path, model: Path, adapter: Path | None, prompts: list[str], settings: dict) -> list[dict]:
+    """The vLLM backend's rows, computed in the vLLM interpreter."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "prompts.json").write_text(json.dumps(prompts))
+    (tmp / "settings.json").write_text(json.dumps(settings))
+    cmd = [str(VLLM_PYTHON), "-m", "safealign.generate.vllm_backend", "--model", str(model),
+           "--prompts", str(tmp / "prompts.json"), "--settings", str(tmp / "settings.json"),
+           "--out", str(tmp / "out.json")]
+    if adapter:
+        cmd += ["--adapter", str(adapter)]
+    # This checkout's code, whichever checkout the venv was built from.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"vLLM backend failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
+    return json.loads((tmp / "out.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def greedy(tiny, prompts, tmp_path_factory) -> dict[str, list[dict]]:
+    """Greedy rows of both backends, base model and with the adapter."""
+    tmp = tmp_path_factory.mktemp("vllm-greedy")
+    model, adapter = tiny["model"], tiny["adapter"]
+    ref = {"path": str(model)}
+    return {
+        "hf": generate_texts(ref, None, prompts, GREEDY, backend="transformers"),
+        "vllm": run_vllm(tmp / "base", model, None, prompts, GREEDY),
+        "hf_lora": generate_texts(ref, str(adapter), prompts, GREEDY, backend="transformers"),
+        "vllm_lora": run_vllm(tmp / "lora", model, adapter, prompts, GREEDY),
+    }
+
+
+def _layout(rows: list[dict]) -> list[tuple[int, int]]:
+    return [(r["prompt_index"], r["sample"]) for r in rows]
+
+
+@vllm_test
+def test_greedy_texts_identical(greedy, prompts):
+    hf, vl = greedy["hf"], greedy["vllm"]
+    assert _layout(vl) == _layout(hf) == [(i, 0) for i in range(len(prompts))]
+    assert [r["text"] for r in vl] == [r["text"] for r in hf]
+    # 24 new tokens, not an early stop: the comparison covers real text.
+    assert all(len(r["text"]) >= 12 for r in hf)
+
+
+@vllm_test
+def test_lora_greedy_texts_identical(greedy):
+    hf, vl = greedy["hf_lora"], greedy["vllm_lora"]
+    assert [r["text"] for r in vl] == [r["text"] for r in hf]
+    # The adapter changes the output (its B weights are not zero), in both backends.
+    assert [r["text"] for r in vl] != [r["text"] for r in greedy["vllm"]]
+
+
+@vllm_test
+@pytest.mark.parametrize("case", ["base", "lora"])
+def test_first_token_logprobs_agree(greedy, case):
+    hf = greedy["hf" if case == "base" else "hf_lora"]
+    vl = greedy["vllm" if case == "base" else "vllm_lora"]
+    for h, v in zip(hf, vl, strict=True):
+        h_lp, v_lp = h["first_token_logprobs"], v["first_token_logprobs"]
+        assert set(v_lp) == set(h_lp), (h["prompt_index"], h_lp, v_lp)
+        for token, lp in h_lp.items():
+            assert lp < 0
+            assert v_lp[token] == pytest.approx(lp, abs=1e-3), (h["prompt_index"], token)
+
+
+@vllm_test
+def test_sampling_rows(tiny, prompts, tmp_path):
+    rows = run_vllm(tmp_path, tiny["model"], None, prompts[:2], SAMPLED)
+    assert _layout(rows) == [(i, k) for i in range(2) for k in range(3)]
+    assert all("first_token_logprobs" not in r for r in rows)
+    # A near-uniform random model: three samples of 8 tokens are not all the same.
+    assert len({r["text"] for r in rows if r["prompt_index"] == 0}) > 1
+
+
+# Not marked vllm: it checks the system interpreter, where vllm is absent.
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is importable here")
+def test_missing_vllm_names_the_fix(tiny, prompts):
+    with pytest.raises(ImportError, match=r"run scripts/setup-vllm-venv and set generation\.vllm_python"):
+        generate_texts({"path": str(tiny["model"])}, None, prompts, GREEDY, backend="vllm")

@@ -1,0 +1,133 @@
+"""Workflow tests: Snakemake itself, on the tiny config, in a temporary copy of the project.
+
+The full default grid runs once per session (module fixture, ~10 min on 2 cores); the other tests
+read its results or dry-run against them.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+COPY = ("workflow", "rules", "envs", "config", "src", "tests/configs")
+
+pytestmark = pytest.mark.workflow
+
+
+def copy_project(dest: Path) -> Path:
+    for name in COPY:
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+
+
+def scheduled(dry: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts per rule from a dry-run's job stats table."""
+    table = dry.stdout.split("Job stats:")[-1] if "Job stats:" in dry.stdout else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
+            if m.group(1) != "total"}
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    work = copy_project(tmp_path_factory.mktemp("grid"))
+    run = snakemake(work, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-5000:]
+    return work
+
+
+@pytest.fixture(scope="module")
+def metrics(grid_run) -> pd.DataFrame:
+    df = pd.read_csv(grid_run / "results" / "metrics.csv", keep_default_na=False, na_values=[""])
+    df["group"] = df["group"].fillna("")
+    return df
+
+
+def test_every_variant_is_in_metrics_and_report(grid_run, metrics, default_config):
+    expected = {"base"} | {f"{m}-seed0" for m in default_config["methods"]}
+    assert set(metrics.variant) == expected
+    html = (grid_run / "results" / "report.html").read_text()
+    assert "<img" in html and "data:image/png;base64," in html
+    for v in expected:
+        assert v in html
+
+
+def test_aligned_variants_are_safer_than_base(metrics):
+    glob = metrics[(metrics.metric == "global_safety_score") & (metrics.judge == "llama_guard")]
+    scores = dict(zip(glob.variant, glob.value, strict=True))
+    base = scores.pop("base")
+    assert 0.3 <= base <= 0.7, f"base model global safety {base:.3f} outside the tiny world's target"
+    worse = {v: s for v, s in scores.items() if s <= base}
+    assert not worse, f"aligned variants not safer than base ({base:.3f}): {worse}"
+
+
+def test_every_metric_family_is_present(metrics):
+    have = set(zip(metrics.benchmark, metrics.metric))
+    for pair in [("alert", "safety_score"), ("alert_adversarial", "safety_score"),
+                 ("global", "global_safety_score"), ("xstest", "over_refusal_rate"),
+                 ("toxicity_benign", "expected_max_toxicity"),
+                 ("toxicity_adversarial", "toxicity_probability"), ("alert", "judge_kappa"),
+                 ("alert", "parse_failures"), ("world_math", "exact_match,extract")]:
+        assert pair in have, pair
+    cats = metrics[(metrics.benchmark == "alert") & metrics.group.str.startswith("category=")]
+    assert cats.group.nunique() == 8
+    attacks = metrics[metrics.group.str.startswith("attack_type=")]
+    assert attacks.group.nunique() == 4
+
+
+def test_judges_validated_and_provenance_recorded(grid_run):
+    for judge in ("llama_guard", "toxicity"):
+        val = json.loads((grid_run / "results" / "judges" / judge / "validation.json").read_text())
+        assert val["accuracy"] >= 0.95, (judge, val["accuracy"])
+    meta = json.loads((grid_run / "results" / "judgments" / "tiny" / "base" / "llama_guard.meta.json").read_text())
+    info = next(iter(meta["files"].values()))
+    assert re.fullmatch(r"[0-9a-f]{64}", info["template_sha256"])
+    assert meta["libraries"]["trl"] == "1.16.0"
+
+
+def test_second_dry_run_has_nothing_to_do(grid_run):
+    dry = snakemake(grid_run, "-n", "--cores", "2")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_changing_one_beta_reruns_only_that_chain(grid_run):
+    dry = snakemake(grid_run, "-n", "--cores", "2", "--config", "methods={safe_nca: {beta: 0.2}}")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = scheduled(dry)
+    assert jobs == {"train": 1, "generate": 1, "judge_llama_guard": 1, "judge_refusal": 1,
+                    "judge_toxicity": 1, "capability": 1, "metrics": 1, "aggregate": 1,
+                    "report": 1, "all": 1}, jobs
+    assert "safe_nca-seed0" in dry.stdout
+    assert not re.search(r"wildcards: .*variant=(?!safe_nca-seed0)", dry.stdout)
+
+
+def test_adding_a_judge_never_regenerates(grid_run):
+    dry = snakemake(grid_run, "-n", "--cores", "2", "--config",
+                    "judges={refusal2: {type: refusal, applies_to: [overrefusal]}}")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = scheduled(dry)
+    assert "generate" not in jobs and "train" not in jobs
+    assert jobs["judge_refusal2"] == 15
+
+
+def test_bad_config_fails_before_any_job_and_loses_nothing(grid_run):
+    before = sorted(p.stat().st_mtime_ns for p in (grid_run / "results").rglob("*.jsonl"))
+    bad = snakemake(grid_run, "--cores", "2", "--config", "methods={safe_dpo: {loss_type: sigmoidd}}")
+    assert bad.returncode != 0
+    assert "config.methods.safe_dpo.loss_type 'sigmoidd' is not a TRL dpo loss type" in bad.stderr
+    assert "nca_pair" in bad.stderr  # lists the valid ones
+    bad = snakemake(grid_run, "--cores", "2", "--config", "generation={max_new_tokens: 0}")
+    assert bad.returncode != 0 and "max_new_tokens" in bad.stderr
+    after = sorted(p.stat().st_mtime_ns for p in (grid_run / "results").rglob("*.jsonl"))
+    assert before == after
