@@ -1,0 +1,87 @@
+"""Training stage: shared reference log-probs are TRL's own, every trainer moves the margin."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from safealign.data.preference import from_pku
+from safealign.train import methods
+from safealign.train.run import compute_ref_logps, train
+from safealign.world import build, data
+
+SETTINGS = {
+    "trainer": "dpo", "loss_type": "sigmoid", "peft": "lora",
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+    "beta": 0.1, "learning_rate": 5e-3, "lr_scheduler_type": "constant", "warmup_ratio": 0.0,
+    "num_train_epochs": 1, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+    "max_length": 96, "optim": "adamw_torch", "label_smoothing": 0.0, "seed": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    torch.set_num_threads(1)
+    world = data.build(data.WorldParams(n_preference_pairs=32))
+    spec = {"vocab_size": 400,
+            "architecture": {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
+                             "num_hidden_layers": 1, "max_position_embeddings": 96},
+            "train": {"epochs": 0.3, "learning_rate": 3e-3, "batch_size": 32}}
+    out = tmp_path_factory.mktemp("base")
+    build.build_base_model(world["corpus"][:600], spec, out, seed=0)
+    return {"path": str(out)}, from_pku(world["preference"])
+
+
+def test_shared_reference_equals_trls_own_reference(tiny, tmp_path):
+    """One epoch with the shared file gives the same losses as TRL computing the reference itself."""
+    ref, pairs = tiny
+    refs = compute_ref_logps(ref, pairs, {"max_length": SETTINGS["max_length"]})
+    assert len(refs) == len(pairs) and all(r["ref_chosen_logps"] < 0 for r in refs)
+    shared = train(ref, pairs, SETTINGS, tmp_path / "shared", refs)
+    alone = train(ref, pairs, SETTINGS, tmp_path / "alone", None)
+    ls = [h["loss"] for h in shared["log_history"] if "loss" in h]
+    la = [h["loss"] for h in alone["log_history"] if "loss" in h]
+    assert len(ls) == len(la) == 4
+    assert ls == pytest.approx(la, abs=1e-4)
+    assert shared["shared_reference"] and not alone["shared_reference"]
+
+
+def test_wrong_shared_reference_changes_the_loss(tiny, tmp_path):
+    ref, pairs = tiny
+    refs = compute_ref_logps(ref, pairs, {"max_length": SETTINGS["max_length"]})
+    skewed = [{**r, "ref_chosen_logps": r["ref_chosen_logps"] + 5.0} for r in refs]
+    a = train(ref, pairs, SETTINGS, tmp_path / "a", refs)["log_history"][0]["loss"]
+    b = train(ref, pairs, SETTINGS, tmp_path / "b", skewed)["log_history"][0]["loss"]
+    assert abs(a - b) > 1e-3
+
+
+@pytest.mark.parametrize("trainer, loss_type", [("dpo", "nca_pair"), ("dpo", "ipo"), ("kto", "kto"),
+                                                ("orpo", None), ("cpo", "simpo")])
+def test_each_trainer_moves_the_margin_toward_chosen(tiny, tmp_path, trainer, loss_type):
+    ref, pairs = tiny
+    s = {**SETTINGS, "trainer": trainer, "loss_type": loss_type, "num_train_epochs": 2}
+    if loss_type == "simpo":
+        s.update(simpo_gamma=0.5, cpo_alpha=0.0)
+    log = train(ref, pairs, s, tmp_path / "out", None)
+    assert log["margin_after"] > log["margin_before"] + 1.0, (log["margin_before"], log["margin_after"])
+    assert (tmp_path / "out" / "adapter_config.json").exists()
+
+
+def test_kto_rows_are_unpaired():
+    pairs = [{"prompt": "p", "chosen": "c", "rejected": "r"}]
+    assert methods.to_unpaired(pairs) == [{"prompt": "p", "completion": "c", "label": True},
+                                          {"prompt": "p", "completion": "r", "label": False}]
+
+
+def test_trl_config_carries_the_method_settings(tmp_path):
+    cfg = methods.trl_config({**SETTINGS, "loss_type": "exo_pair", "label_smoothing": 1e-3}, str(tmp_path), True, False)
+    assert cfg.loss_type == ["exo_pair"] and cfg.label_smoothing == 1e-3 and cfg.beta == 0.1
+    with pytest.raises(ValueError, match="exo_pair needs label_smoothing > 0"):
+        methods.trl_config({**SETTINGS, "loss_type": "exo_pair"}, str(tmp_path), True, False)
+    simpo = methods.trl_config({**SETTINGS, "trainer": "cpo", "loss_type": "simpo", "simpo_gamma": 0.5,
+                                "cpo_alpha": 0.0}, str(tmp_path), True, False)
+    assert type(simpo).__name__ == "CPOConfig" and simpo.loss_type == "simpo" and simpo.cpo_alpha == 0.0
+
+
+def test_pinned_trl_loss_types_match_the_adapter():
+    assert set(methods.trl_dpo_loss_types()) == set(methods.DPO_LOSS_TYPES)
