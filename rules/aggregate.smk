@@ -8,17 +8,19 @@ rule metrics:
     output:
         metrics=f"{R}/metrics/{{model}}/{{variant}}.csv",
         disagreements=f"{R}/metrics/{{model}}/{{variant}}.disagreements.jsonl",
-    params:
-        cfg=p_metrics,
     log:
         f"{R}/logs/metrics/{{model}}/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks_tsv/metrics/{{model}}/{{variant}}.tsv"
+    conda:
+        "../envs/report.yaml"
     threads: threads_of("default")
     resources:
         **res("default"),
-    conda:
-        "../envs/report.yaml"
+    params:
+        cfg=p_metrics,
     shell:
-        PY + ".metrics --params {params.cfg:q} --judgments {input.judgments} "
+        "OMP_NUM_THREADS={threads} python -m safealign.metrics --params {params.cfg:q} --judgments {input.judgments} "
         "--capability {input.capability} --out {output.metrics} "
         "--disagreements {output.disagreements} > {log} 2>&1"
 
@@ -36,11 +38,13 @@ rule aggregate:
         disagreements=f"{R}/disagreements.jsonl",
     log:
         f"{R}/logs/aggregate.log",
+    benchmark:
+        f"{R}/benchmarks_tsv/aggregate.tsv"
+    conda:
+        "../envs/report.yaml"
     threads: threads_of("default")
     resources:
         **res("default"),
-    conda:
-        "../envs/report.yaml"
     shell:
-        PY + ".aggregate --metrics {input.metrics} --disagreements {input.disagreements} "
+        "OMP_NUM_THREADS={threads} python -m safealign.aggregate --metrics {input.metrics} --disagreements {input.disagreements} "
         "--out {output.metrics} --out-disagreements {output.disagreements} > {log} 2>&1"

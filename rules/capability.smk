@@ -9,21 +9,25 @@ rule capability:
     output:
         result=f"{R}/capability/{{model}}/{{variant}}.json",
         tasks=directory(f"{R}/capability/{{model}}/{{variant}}.tasks"),
-    params:
-        cfg=p_capability,
-        ref=lambda wildcards: grid.canonical(model_ref(wildcards.model)),
-        adapter=lambda wildcards, input: f"--adapter {input.adapter}" if input.adapter else "",
-        items_arg=lambda wildcards, input: f"--items {input.cap_items}" if input.cap_items else "",
     log:
         f"{R}/logs/capability/{{model}}/{{variant}}.log",
     benchmark:
         f"{R}/benchmarks_tsv/capability/{{model}}/{{variant}}.tsv"
+    conda:
+        "../envs/eval.yaml"
     threads: threads_of("capability")
     resources:
         **res("capability"),
-    conda:
-        "../envs/eval.yaml"
+    params:
+        cfg=p_capability,
+        ref=lambda wildcards: grid.canonical(model_ref(wildcards.model)),
+        adapter=lambda wildcards, input: (
+            f"--adapter {input.adapter}" if input.adapter else ""
+        ),
+        items_arg=lambda wildcards, input: (
+            f"--items {input.cap_items}" if input.cap_items else ""
+        ),
     shell:
-        PY + ".capability.harness --model-ref {params.ref:q} --params {params.cfg:q} "
+        "OMP_NUM_THREADS={threads} python -m safealign.capability.harness --model-ref {params.ref:q} --params {params.cfg:q} "
         "{params.items_arg} {params.adapter} --tasks-dir {output.tasks} --out {output.result} "
         "> {log} 2>&1"

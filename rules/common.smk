@@ -1,13 +1,20 @@
 # Every helper of the workflow: grid expansion, input functions, params, resources.
 # The grid logic itself lives in src/safealign/grid.py (unit-tested without Snakemake).
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+# The package the rules run: importable here and, through PYTHONPATH, in every job (local, or
+# re-parsed on a Slurm node), whatever conda env the job uses. Code location, not config, so it
+# stays out of params.
+SRC = str(Path(workflow.basedir).parent / "src")
+sys.path.insert(0, SRC)
 
 from safealign import grid  # noqa: E402
+from safealign.cli import export_source_path  # noqa: E402
 from safealign.checks import check_config  # noqa: E402
 
+export_source_path(SRC)
 check_config(config)
 
 R = "results"
@@ -27,8 +34,8 @@ WORLD_FILES = {
 }
 WORLD_JUDGE_DATA = {"llama_guard": "judge", "toxicity": "toxicity"}
 # Modules the rules run; `python` is the rule's conda env interpreter (or the vLLM venv's).
-PYPATH = "PYTHONPATH={workflow.basedir}/../src${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads}"
-PY = PYPATH + " python -m safealign"
+PYPATH = "OMP_NUM_THREADS={threads}"
+PY = "OMP_NUM_THREADS={threads} python -m safealign"
 
 
 wildcard_constraints:
@@ -52,7 +59,9 @@ def variant_metric_files():
 
 
 def variant_disagreement_files():
-    return [f"{R}/metrics/{v.model}/{v.name}.disagreements.jsonl" for v in VARIANTS.values()]
+    return [
+        f"{R}/metrics/{v.model}/{v.name}.disagreements.jsonl" for v in VARIANTS.values()
+    ]
 
 
 def world_validations():
@@ -131,7 +140,10 @@ def p_world_model(wildcards):
 
 def p_world_judge(wildcards):
     return grid.canonical(
-        {**config["judges"][wildcards.judge]["model"]["world"], "offline": config["offline"]}
+        {
+            **config["judges"][wildcards.judge]["model"]["world"],
+            "offline": config["offline"],
+        }
     )
 
 
@@ -178,9 +190,15 @@ def p_preference(wildcards):
 
 def p_benchmark(wildcards):
     spec = config["benchmarks"][wildcards.benchmark]
-    keep = {k: v for k, v in spec.items() if k not in ("generation", "system_prompt", "kind")}
+    keep = {
+        k: v
+        for k, v in spec.items()
+        if k not in ("generation", "system_prompt", "kind")
+    }
     keep["source"] = resolve_source(spec["source"])
-    return grid.canonical({**keep, "name": wildcards.benchmark, "offline": config["offline"]})
+    return grid.canonical(
+        {**keep, "name": wildcards.benchmark, "offline": config["offline"]}
+    )
 
 
 def ref_settings(model, maxlen):
@@ -198,7 +216,11 @@ def p_ref_logps(wildcards):
 def p_train(wildcards):
     v = variant(wildcards)
     return grid.canonical(
-        {"model": model_ref(v.model), "settings": v.settings, "offline": config["offline"]}
+        {
+            "model": model_ref(v.model),
+            "settings": v.settings,
+            "offline": config["offline"],
+        }
     )
 
 
@@ -256,8 +278,10 @@ def capability_items(wildcards):
         return source_input(source)
     if "path" in source:
         return [source["path"]]
-    raise ValueError("config.capability.source must be `world:` or `path:` (custom task items); "
-                     "leave it out for lm-eval's built-in tasks")
+    raise ValueError(
+        "config.capability.source must be `world:` or `path:` (custom task items); "
+        "leave it out for lm-eval's built-in tasks"
+    )
 
 
 def judgment_inputs(wildcards):
@@ -270,7 +294,11 @@ def judgment_inputs(wildcards):
 
 def p_metrics(wildcards):
     v = variant(wildcards)
-    tox = [s.get("threshold", 0.5) for s in config["judges"].values() if s["type"] == "toxicity"]
+    tox = [
+        s.get("threshold", 0.5)
+        for s in config["judges"].values()
+        if s["type"] == "toxicity"
+    ]
     return grid.canonical(
         {
             "model": v.model,
@@ -296,15 +324,15 @@ def p_report(wildcards):
 # ---------------------------------------------------------------- resources
 
 
-def _res_value(rule, key, wildcards, attempt):
+def _res_value(family, key, wildcards, attempt, judge=None):
     base = dict(config["resources"].get("default", {}))
-    base.update(config["resources"].get(rule, {}))
+    base.update(config["resources"].get(family, {}))
     model = getattr(wildcards, "model", None)
-    judge = getattr(wildcards, "judge", None)
+    judge = judge or getattr(wildcards, "judge", None)
     if model in config["models"]:
-        base.update(config["models"][model].get("resources", {}).get(rule, {}))
+        base.update(config["models"][model].get("resources", {}).get(family, {}))
     if judge in config["judges"]:
-        base.update(config["judges"][judge].get("resources", {}).get(rule, {}))
+        base.update(config["judges"][judge].get("resources", {}).get(family, {}))
     value = base.get(key, 0)
     if key in ("mem_mb", "runtime") and isinstance(value, int):
         return value * attempt
@@ -313,24 +341,30 @@ def _res_value(rule, key, wildcards, attempt):
     return value
 
 
-def _res_keys(rule):
+def _res_keys(family):
     keys = set(config["resources"].get("default", {})) | set(
-        config["resources"].get(rule, {})
+        config["resources"].get(family, {})
     )
     for spec in list(config["models"].values()) + list(config["judges"].values()):
-        keys |= set(spec.get("resources", {}).get(rule, {}))
+        keys |= set(spec.get("resources", {}).get(family, {}))
     keys.discard("threads")
     keys.add("gpu_jobs")
     return sorted(keys)
 
 
-def res(rule):
-    """Resources of a rule, each a function of (wildcards, attempt)."""
+def res(family, judge=None):
+    """Resources of a rule family, each a function of (wildcards, attempt)."""
     return {
-        key: (lambda wildcards, attempt, key=key: _res_value(rule, key, wildcards, attempt))
-        for key in _res_keys(rule)
+        key: (
+            lambda wildcards, attempt, key=key: _res_value(
+                family, key, wildcards, attempt, judge
+            )
+        )
+        for key in _res_keys(family)
     }
 
 
-def threads_of(rule):
-    return lambda wildcards: int(_res_value(rule, "threads", wildcards, 1) or 1)
+def threads_of(family, judge=None):
+    return lambda wildcards: int(
+        _res_value(family, "threads", wildcards, 1, judge) or 1
+    )

@@ -13,20 +13,22 @@ rule generate:
             benchmark=BENCHMARKS,
         ),
         meta=f"{R}/generations/{{model}}/{{variant}}/meta.json",
-    params:
-        cfg=p_generate,
-        python=generation_python,
-        adapter=lambda wildcards, input: f"--adapter {input.adapter}" if input.adapter else "",
     log:
         f"{R}/logs/generations/{{model}}/{{variant}}.log",
     benchmark:
         f"{R}/benchmarks_tsv/generate/{{model}}/{{variant}}.tsv"
+    conda:
+        "../envs/vllm.yaml"
     threads: threads_of("generate")
     resources:
         **res("generate"),
-    conda:
-        "../envs/vllm.yaml"
+    params:
+        cfg=p_generate,
+        python=generation_python,
+        adapter=lambda wildcards, input: (
+            f"--adapter {input.adapter}" if input.adapter else ""
+        ),
     shell:
-        PYPATH + " {params.python} -m safealign.generate --params {params.cfg:q} "
+        "OMP_NUM_THREADS={threads} {params.python} -m safealign.generate --params {params.cfg:q} "
         "--prompts {input.prompts} {params.adapter} --out {output.generations} "
         "--meta {output.meta} > {log} 2>&1"

@@ -12,17 +12,17 @@ for _judge in JUDGES:
         output:
             judgments=judgment_files(_judge),
             meta=f"{R}/judgments/{{model}}/{{variant}}/{_judge}.meta.json",
-        params:
-            cfg=p_judge_of(_judge),
         log:
             f"{R}/logs/judgments/{{model}}/{{variant}}/{_judge}.log",
         benchmark:
             f"{R}/benchmarks_tsv/judge/{{model}}/{{variant}}/{_judge}.tsv"
-        threads: threads_of("judge")
-        resources:
-            **res("judge"),
         conda:
             "../envs/judge.yaml"
+        threads: threads_of("judge", _judge)
+        resources:
+            **res("judge", _judge),
+        params:
+            cfg=p_judge_of(_judge),
         shell:
-            PY + ".judge run --params {params.cfg:q} --generations {input.generations} "
+            "OMP_NUM_THREADS={threads} python -m safealign.judge run --params {params.cfg:q} --generations {input.generations} "
             "--out {output.judgments} --meta {output.meta} > {log} 2>&1"

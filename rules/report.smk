@@ -13,18 +13,20 @@ rule report:
             caption="../workflow/report/report.rst",
             category="Report",
         ),
-    params:
-        cfg=p_report,
-        benchmarks_dir=f"{R}/benchmarks_tsv",
     log:
         f"{R}/logs/report.log",
+    benchmark:
+        f"{R}/benchmarks_tsv/report.tsv"
+    conda:
+        "../envs/report.yaml"
     threads: threads_of("default")
     resources:
         **res("default"),
-    conda:
-        "../envs/report.yaml"
+    params:
+        cfg=p_report,
+        benchmarks_dir=f"{R}/benchmarks_tsv",
     shell:
-        PY + ".report --params {params.cfg:q} --metrics {input.metrics} "
+        "OMP_NUM_THREADS={threads} python -m safealign.report --params {params.cfg:q} --metrics {input.metrics} "
         "--disagreements {input.disagreements} --validations {input.validations} "
         "--train-logs {input.train_logs} --benchmarks-dir {params.benchmarks_dir} "
         "--out {output} > {log} 2>&1"

@@ -8,19 +8,19 @@ rule ref_logps:
         model=lambda wildcards: model_input(wildcards.model),
     output:
         f"{R}/models/{{model}}/ref_logps/maxlen{{maxlen}}.jsonl",
-    params:
-        cfg=p_ref_logps,
     log:
         f"{R}/logs/models/{{model}}/ref_logps_maxlen{{maxlen}}.log",
     benchmark:
         f"{R}/benchmarks_tsv/models/{{model}}/ref_logps_maxlen{{maxlen}}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: threads_of("ref_logps")
     resources:
         **res("ref_logps"),
-    conda:
-        "../envs/train.yaml"
+    params:
+        cfg=p_ref_logps,
     shell:
-        PY + ".train.run ref-logps --params {params.cfg:q} --pairs {input.pairs} "
+        "OMP_NUM_THREADS={threads} python -m safealign.train.run ref-logps --params {params.cfg:q} --pairs {input.pairs} "
         "--out {output} > {log} 2>&1"
 
 
@@ -37,18 +37,20 @@ rule train:
             category="Training",
             labels={"model": "{model}", "variant": "{variant}"},
         ),
-    params:
-        cfg=p_train,
-        ref=lambda wildcards, input: f"--ref-logps {input.ref_logps}" if input.ref_logps else "",
     log:
         f"{R}/logs/models/{{model}}/{{variant}}/train.log",
     benchmark:
         f"{R}/benchmarks_tsv/train/{{model}}/{{variant}}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: threads_of("train")
     resources:
         **res("train"),
-    conda:
-        "../envs/train.yaml"
+    params:
+        cfg=p_train,
+        ref=lambda wildcards, input: (
+            f"--ref-logps {input.ref_logps}" if input.ref_logps else ""
+        ),
     shell:
-        PY + ".train.run train --params {params.cfg:q} --pairs {input.pairs} {params.ref} "
+        "OMP_NUM_THREADS={threads} python -m safealign.train.run train --params {params.cfg:q} --pairs {input.pairs} {params.ref} "
         "--out {output.adapter} --log {output.log} > {log} 2>&1"

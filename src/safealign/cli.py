@@ -28,3 +28,10 @@ def setup(args: argparse.Namespace) -> dict[str, Any]:
 
         torch.set_num_threads(int(threads))
     return params
+
+
+def export_source_path(src: str) -> None:
+    """Put ``src`` first on PYTHONPATH so every job's interpreter imports this checkout's package
+    (called by rules/common.smk; jobs inherit the environment, Slurm jobs re-parse the workflow)."""
+    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
+    os.environ["PYTHONPATH"] = os.pathsep.join([src, *current])

@@ -64,6 +64,23 @@ def llama_config(arch: dict[str, Any], tokenizer, num_labels: int | None = None)
     return cfg
 
 
+def split_heldout(rows: list[dict[str, Any]], spec: dict[str, Any], seed: int) -> tuple[list, list]:
+    """Seeded (held-out, train) split of labelled examples (``validation_share`` held out)."""
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    n_val = max(1, int(len(rows) * float(spec.get("validation_share", 0.2))))
+    return rows[:n_val], rows[n_val:]
+
+
+def save(model, tok, out: Path) -> None:
+    """``save_pretrained`` model and tokenizer; generation stops at the tokenizer's eos."""
+    if getattr(model, "generation_config", None) is not None and tok.eos_token_id is not None:
+        model.generation_config.eos_token_id = tok.eos_token_id
+        model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
 def _training_args(cls, out: Path, train: dict[str, Any], seed: int, **extra):
     return cls(
         output_dir=str(out / "_trainer"), use_cpu=True, bf16=False, report_to=[], seed=seed,
@@ -92,10 +109,7 @@ def build_base_model(corpus: list[dict[str, Any]], spec: dict[str, Any], out: Pa
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(corpus),
                          processing_class=tok)
     result = trainer.train()
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
+    save(model, tok, out)
     return {"train_loss": result.training_loss, "n_parameters": model.num_parameters(),
             "n_conversations": len(corpus)}
 
@@ -108,10 +122,7 @@ def build_judge(rows: list[dict[str, Any]], spec: dict[str, Any], out: Path, see
     from trl import SFTConfig, SFTTrainer
 
     torch.manual_seed(seed)
-    rows = list(rows)
-    random.Random(seed).shuffle(rows)
-    n_val = max(1, int(len(rows) * float(spec.get("validation_share", 0.2))))
-    val, train = rows[:n_val], rows[n_val:]
+    val, train = split_heldout(rows, spec, seed)
     guard_tpl = template("llama_guard3_chat_template.jinja")
     # Render once with a throwaway tokenizer to give the BPE the judge prompt's fixed text.
     from jinja2 import Template
@@ -138,10 +149,7 @@ def build_judge(rows: list[dict[str, Any]], spec: dict[str, Any], out: Path, see
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([example(r) for r in train]),
                          processing_class=tok)
     result = trainer.train()
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
+    save(model, tok, out)
     return {"train_loss": result.training_loss, "n_train": len(train), "validation": val}
 
 
@@ -152,10 +160,7 @@ def build_toxicity_classifier(rows: list[dict[str, Any]], spec: dict[str, Any], 
     from transformers import LlamaForSequenceClassification, Trainer, TrainingArguments
 
     torch.manual_seed(seed)
-    rows = list(rows)
-    random.Random(seed).shuffle(rows)
-    n_val = max(1, int(len(rows) * float(spec.get("validation_share", 0.2))))
-    val, train = rows[:n_val], rows[n_val:]
+    val, train = split_heldout(rows, spec, seed)
     tok = train_tokenizer([r["text"] for r in train], int(spec["vocab_size"]), ["<|endoftext|>", "<|pad|>"],
                           chat_template="", eos="<|endoftext|>", pad="<|pad|>")
     tok.chat_template = None
@@ -173,6 +178,5 @@ def build_toxicity_classifier(rows: list[dict[str, Any]], spec: dict[str, Any], 
     trainer = Trainer(model=model, args=args, train_dataset=ds,
                       data_collator=DataCollatorWithPadding(tok))
     result = trainer.train()
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
+    save(model, tok, out)
     return {"train_loss": result.training_loss, "n_train": len(train), "validation": val}
