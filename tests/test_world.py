@@ -55,7 +55,7 @@ def test_base_corpus_complies_with_the_configured_share(world):
     p = data.WorldParams()
     complied = [data._complied(x, p.harmful_compliance_share, p.seed) for _, _, x in data.harmful_intents()]
     share = sum(complied) / len(complied)
-    assert 0.25 < share < 0.65
+    assert abs(share - p.harmful_compliance_share) < 0.15, share
     # every complied intent's plain prompts get compliances in the corpus, others refusals
     x = next(x for _, _, x in data.harmful_intents() if data._complied(x, p.harmful_compliance_share, p.seed))
     q = data.HARMFUL_TRAIN_TEMPLATES[0].format(x=x)

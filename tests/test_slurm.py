@@ -1,0 +1,321 @@
+"""The Slurm profile (slurm/config.yaml) on a real Slurm cluster, and its dry run.
+
+`test_profile_dry_run_routes_gpu_jobs` needs no cluster: it dry-runs the paper grid with
+`--profile slurm` from the repository root and checks the resources each job would ask for.
+
+The tests marked `slurm` need the one-node cluster that `.ci/slurm-up` starts (partitions `cpu`
+and `gpu`, 2 fake GPUs, no slurmdbd). They copy the workflow into a temporary directory and run
+the smoke grid's judge stage (tiny-world data, both judge models, their validation) twice: once
+through Slurm with
+
+    snakemake --profile slurm --profile tests/slurm-overlay \\
+        --configfile config/config.yaml tests/configs/smoke.yaml slurm-gpus.yaml \\
+        --until validate_judge
+
+and once locally with `--cores 2`. `slurm-gpus.yaml` gives the judge training and validation
+one GPU each, so the run has a CPU job (the data) and GPU jobs, two of them ready at once; the
+whole smoke grid would take several minutes longer. The tests then check that every
+job ran as its own Slurm job, that GPU jobs asked sbatch for GPUs on the GPU partition and never
+exceeded the gpu_jobs cap, and that both runs produced the same files. They skip when no Slurm
+node is up, and they stop nothing but the jobs they submitted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+SMOKE = REPO / "tests" / "configs" / "smoke.yaml"
+PAPER = REPO / "config" / "paper.yaml"
+OVERLAY = REPO / "tests" / "slurm-overlay"
+# What a copy of the workflow needs; the rest (venvs, results, .git) stays behind.
+WORKFLOW_PARTS = ["workflow", "rules", "envs", "config", "src", "slurm", "tests/configs",
+                  "tests/slurm-overlay"]
+SLURM_LOGDIR = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())["slurm-logdir"]
+SLURM_TIMEOUT_S = 270  # the Slurm run: about 2 minutes on 2 idle CPUs
+LOCAL_TIMEOUT_S = 150  # the same jobs with --cores 2: about 1 minute
+# The part of the smoke grid that runs, and the config layer that gives it GPU jobs (config
+# `resources` are keyed as in rules/common.smk `res`). `judge` covers validate_judge, which
+# slurm/config.yaml sends to the GPU partition. The two world_judge_model jobs are ready at the
+# same moment, so only the gpu_jobs cap keeps them apart; the profile does not route these
+# tiny-world rules, so this layer names their partition.
+UNTIL = ["--until", "validate_judge"]
+GPU_LAYER = {"resources": {
+    "judge": {"gpu": 1, "cpus_per_gpu": 1},
+    "world_model": {"gpu": 1, "cpus_per_gpu": 1, "slurm_partition": "gpu"},
+}}
+# A --configfile replaces the embedded default config, so it comes first (see smoke.yaml).
+CONFIGS = ["--configfile", "config/config.yaml", "tests/configs/smoke.yaml", "slurm-gpus.yaml"]
+# Outputs that legitimately differ between two runs: logs, timings, Snakemake's markers.
+NOT_COMPARED = ("logs", "benchmarks_tsv")
+
+JOB_HEADER = re.compile(r"^(localrule|rule) (\w+):$")
+JOB_FIELD = re.compile(r"^    (jobid|resources): (.*)$")
+SUBMITTED = re.compile(
+    r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+)\)\.$", re.M)
+SBATCH_CALL = re.compile(r"^sbatch call: (sbatch .*)$", re.M)
+
+
+@dataclass
+class Job:
+    """One job block of Snakemake's output (`rule x:` / `localrule x:` and its fields)."""
+
+    rule: str
+    local: bool
+    jobid: int = -1
+    resources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gpus(self) -> int:
+        return int(self.resources.get("gpu", 0) or 0)
+
+
+def parse_jobs(output: str) -> dict[int, Job]:
+    """Job blocks of a Snakemake log by Snakemake job id (the last block wins)."""
+    jobs: dict[int, Job] = {}
+    job = None
+    for line in output.splitlines():
+        if m := JOB_HEADER.match(line):
+            job = Job(rule=m[2], local=m[1] == "localrule")
+        elif job is not None and (m := JOB_FIELD.match(line)):
+            if m[1] == "jobid":
+                job.jobid = int(m[2])
+                jobs[job.jobid] = job
+            else:
+                job.resources = dict(kv.split("=", 1) for kv in m[2].split(", ") if "=" in kv)
+        elif not line.startswith("    "):
+            job = None
+    return jobs
+
+
+def scontrol_job(slurm_id: str) -> dict[str, str]:
+    """`scontrol show job` as key=value pairs (finished jobs stay MinJobAge=600 s)."""
+    out = subprocess.run(["scontrol", "-o", "show", "job", slurm_id], capture_output=True,
+                         text=True, check=True).stdout
+    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+
+
+def slurm_node_up() -> str | None:
+    """None when a Slurm node with partitions cpu and gpu is up, else why not."""
+    if shutil.which("sinfo") is None:
+        return "no sinfo on PATH (start a cluster with .ci/slurm-up)"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%R %T"], capture_output=True, text=True,
+                             timeout=20).stdout
+    except (subprocess.SubprocessError, OSError) as e:
+        return f"sinfo failed: {e}"
+    if not out.strip():
+        return "sinfo reached no Slurm controller; run .ci/slurm-up"
+    states = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+    if not {"cpu", "gpu"} <= states.keys():
+        return f"no partitions cpu and gpu (sinfo: {out.strip()!r}); run .ci/slurm-up"
+    if not any(s.rstrip("*~#").startswith(("idle", "mix", "alloc")) for s in states.values()):
+        return f"no Slurm node up (sinfo: {out.strip()!r}); run .ci/slurm-up"
+    return None
+
+
+def copy_workflow(dest: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".snakemake", "results",
+                                    "logs", "benchmarks")
+    for part in WORKFLOW_PARTS:
+        if (REPO / part).is_dir():
+            shutil.copytree(REPO / part, dest / part, ignore=ignore)
+    (dest / "slurm-gpus.yaml").write_text(yaml.safe_dump(GPU_LAYER))
+    return dest
+
+
+def result_files(workdir: Path) -> dict[str, bytes]:
+    """Every file under results/ but logs and benchmarks, by path relative to results/."""
+    root = workdir / "results"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] not in NOT_COMPARED
+            and not p.name.startswith(".snakemake")}
+
+
+def run_with_deadline(cmd: list[str], cwd: Path, timeout: int, log: Path):
+    """Run `cmd`, interrupting it (as Ctrl-C does, so Snakemake cancels its Slurm jobs) and
+    then killing it when it outlives `timeout`. Returns (returncode or None, output, seconds)."""
+    start = time.monotonic()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            rc = None
+    return rc, log.read_text(), time.monotonic() - start
+
+
+def tail(text: str, n: int = 60) -> str:
+    return "\n".join(text.splitlines()[-n:])
+
+
+@dataclass
+class SmokeRuns:
+    slurm_dir: Path
+    slurm_output: str
+    slurm_seconds: float
+    local_dir: Path
+    local_output: str
+    jobs: dict[int, Job]
+    submitted: dict[int, tuple[str, Path]]  # Snakemake job id -> (Slurm job id, Slurm log)
+    sbatch_calls: list[str]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> SmokeRuns:
+    for path in (SNAKEFILE, SMOKE):
+        if not path.exists():
+            pytest.skip(f"{path.relative_to(REPO)} does not exist yet")
+    if why := slurm_node_up():
+        pytest.skip(why)
+
+    # Both copies up front, so both runs see the same code even while the repo changes.
+    slurm_dir = copy_workflow(tmp_path_factory.mktemp("slurm-run"))
+    local_dir = copy_workflow(tmp_path_factory.mktemp("local-run"))
+    cmd = ["snakemake", "--profile", "slurm", "--profile", "tests/slurm-overlay", *CONFIGS,
+           *UNTIL, "--verbose"]
+    rc, out, secs = run_with_deadline(cmd, slurm_dir, SLURM_TIMEOUT_S,
+                                      slurm_dir / "snakemake-slurm.log")
+    submitted = {int(m[1]): (m[2], Path(m[3])) for m in SUBMITTED.finditer(out)}
+    if rc != 0:
+        # Cancel whatever this run submitted and Snakemake left behind; nothing else.
+        ids = [sid for sid, _ in submitted.values()]
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True)
+        state = "timed out after %ds" % SLURM_TIMEOUT_S if rc is None else f"exited {rc}"
+        pytest.fail(f"Slurm run {state}:\n{tail(out)}")
+
+    cmd = ["snakemake", "--cores", "2", *CONFIGS, *UNTIL]
+    rc, local_out, local_secs = run_with_deadline(cmd, local_dir, LOCAL_TIMEOUT_S,
+                                                  local_dir / "snakemake-local.log")
+    if rc != 0:
+        pytest.fail(f"local run exited {rc}:\n{tail(local_out)}")
+    print(f"Slurm run {secs:.0f} s, local run {local_secs:.0f} s")  # shown with pytest -s
+
+    return SmokeRuns(slurm_dir=slurm_dir, slurm_output=out, slurm_seconds=secs,
+                     local_dir=local_dir, local_output=local_out, jobs=parse_jobs(out),
+                     submitted=submitted, sbatch_calls=SBATCH_CALL.findall(out))
+
+
+def sbatch_call_for(smoke: SmokeRuns, log: Path) -> str:
+    """The sbatch command line whose --output lies in the directory of this Slurm log."""
+    calls = [c for c in smoke.sbatch_calls if f"--output {log.parent}/%j.log " in c]
+    assert len(calls) >= 1, f"no sbatch call logged for {log}"
+    return calls[-1]
+
+
+@pytest.mark.slurm
+def test_every_job_ran_as_its_own_slurm_job(smoke: SmokeRuns):
+    remote = {jid: job for jid, job in smoke.jobs.items() if not job.local}
+    assert remote, "the smoke grid scheduled no non-local jobs"
+    # Every non-local job was submitted exactly once, and nothing else was.
+    assert set(smoke.submitted) == set(remote)
+    slurm_ids = [sid for sid, _ in smoke.submitted.values()]
+    assert len(set(slurm_ids)) == len(slurm_ids)
+
+    logdir = smoke.slurm_dir / SLURM_LOGDIR
+    logs = sorted(logdir.rglob("*.log"))
+    assert len(logs) == len(remote), f"expected one Slurm log per job in {logdir}"
+    for jid, (sid, log) in smoke.submitted.items():
+        rule = remote[jid].rule
+        assert log.name == f"{sid}.log"
+        assert log.relative_to(logdir).parts[0] == f"rule_{rule}"
+        # The log is the job's own output: Snakemake's jobstep ran exactly this rule.
+        assert f"(Rule: {rule})" in log.read_text(), f"{log} does not show rule {rule} finish"
+        info = scontrol_job(sid)
+        assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), (rule, info)
+        assert info["Comment"].startswith(f"rule_{rule}")
+
+
+@pytest.mark.slurm
+def test_gpu_jobs_ask_sbatch_for_gpus_on_the_gpu_partition(smoke: SmokeRuns):
+    remote = {jid: job for jid, job in smoke.jobs.items() if not job.local}
+    gpu_jobs = {jid for jid, job in remote.items() if job.gpus > 0}
+    assert gpu_jobs, "the smoke grid has no GPU jobs"
+    for jid, job in remote.items():
+        sid, log = smoke.submitted[jid]
+        call = sbatch_call_for(smoke, log)
+        info = scontrol_job(sid)
+        if jid in gpu_jobs:
+            assert f" --gpus={job.gpus}" in call, call
+            assert info.get("TresPerJob") == f"gres:gpu:{job.gpus}", info
+            assert info["Partition"] == "gpu", f"{job.rule}: set-resources in slurm/config.yaml"
+            assert job.resources.get("gpu_jobs") == "1", job.resources
+        else:
+            assert "--gpus" not in call, call
+            assert info["Partition"] == "cpu"
+
+
+@pytest.mark.slurm
+def test_gpu_jobs_respect_the_gpu_jobs_cap(smoke: SmokeRuns):
+    cap = yaml.safe_load((OVERLAY / "config.yaml").read_text())["resources"]["gpu_jobs"]
+    spans = []
+    for jid, job in smoke.jobs.items():
+        if not job.local and job.gpus > 0:
+            info = scontrol_job(smoke.submitted[jid][0])
+            spans.append((datetime.fromisoformat(info["StartTime"]),
+                          datetime.fromisoformat(info["EndTime"])))
+    # Most GPU jobs running at once, counting [start, end) in Slurm's whole seconds.
+    events = sorted([(end, -1) for _, end in spans] + [(start, 1) for start, _ in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert 1 <= peak <= cap, spans
+
+
+@pytest.mark.slurm
+def test_slurm_outputs_equal_local_outputs(smoke: SmokeRuns):
+    slurm, local = result_files(smoke.slurm_dir), result_files(smoke.local_dir)
+    assert any(name.endswith("validation.json") for name in slurm), sorted(slurm)
+    assert sorted(slurm) == sorted(local)
+    differ = [name for name in slurm if slurm[name] != local[name]]
+    assert not differ, f"Slurm and local runs wrote different {differ}"
+
+
+def test_profile_dry_run_routes_gpu_jobs():
+    """`snakemake --profile slurm -n` on the paper grid: GPU jobs ask for GPUs, count against
+    gpu_jobs and go to the GPU partition; CPU jobs do neither."""
+    for path in (SNAKEFILE, PAPER):
+        if not path.exists():
+            pytest.skip(f"{path.relative_to(REPO)} does not exist yet")
+    cmd = ["snakemake", "--profile", "slurm", "-n", "--configfile", "config/paper.yaml"]
+    if shutil.which("conda") is None:
+        # The profile deploys conda envs, and Snakemake asks conda for its version even in a
+        # dry run; without conda, check the resources only.
+        cmd += ["--software-deployment-method", "env-modules"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, tail(out)
+    jobs = [job for job in parse_jobs(out).values() if job.rule != "all"]
+    gpu = [job for job in jobs if job.gpus > 0]
+    assert gpu, "no job in the paper grid asks for a GPU"
+    for job in gpu:
+        res = job.resources
+        assert res["gpu_jobs"] == "1", (job.rule, res)
+        assert res["slurm_partition"] == "gpu", (job.rule, res)
+        assert int(res["runtime"]) > 0 and int(res["mem_mb"]) > 0, (job.rule, res)
+    for job in jobs:
+        if job.gpus == 0:
+            assert job.resources.get("slurm_partition") == "cpu", (job.rule, job.resources)
+            assert job.resources.get("gpu_jobs", "0") == "0", (job.rule, job.resources)
