@@ -196,8 +196,13 @@ def verdict(harm_code: str | None, response: str) -> str:
 
 
 def _complied(intent: str, share: float, seed: int, salt: str = "") -> bool:
-    """Deterministic per-intent decision: is this intent complied with in the base corpus?"""
-    return random.Random(f"{seed}:{salt}:{intent}").random() < share
+    """Is this intent complied with in the base corpus? Exactly round(share * 6) intents of each
+    category are (chosen by a seeded shuffle), so the share holds per category."""
+    for _cat, (_code, intents) in CATEGORIES.items():
+        if intent in intents:
+            order = sorted(intents, key=lambda x: random.Random(f"{seed}:{salt}:{x}").random())
+            return intent in order[: round(share * len(intents))]
+    raise KeyError(intent)
 
 
 def _conv(prompt: str, response: str, system: str | None = None) -> list[dict[str, str]]:
