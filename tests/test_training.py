@@ -85,3 +85,20 @@ def test_trl_config_carries_the_method_settings(tmp_path):
 
 def test_pinned_trl_loss_types_match_the_adapter():
     assert set(methods.trl_dpo_loss_types()) == set(methods.DPO_LOSS_TYPES)
+
+
+def test_full_fine_tuning_variant_is_loaded_as_the_model(tiny, tmp_path):
+    """peft: full saves a whole model; generation and lm-eval then load it instead of base+adapter."""
+    from safealign.capability.harness import model_args
+    from safealign.generate import generate_texts
+    from safealign.models import resolve_trained
+
+    ref, pairs = tiny
+    s = {**SETTINGS, "peft": "full", "learning_rate": 1e-3}
+    train(ref, pairs[:8], s, tmp_path / "full", None)
+    assert not (tmp_path / "full" / "adapter_config.json").exists()
+    assert resolve_trained(ref, str(tmp_path / "full")) == ({"path": str(tmp_path / "full")}, None)
+    assert model_args(ref, str(tmp_path / "full"), "float32")["pretrained"] == str(tmp_path / "full")
+    out = generate_texts(ref, str(tmp_path / "full"), ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"],
+                         {"max_new_tokens": 4, "batch_size": 1})
+    assert len(out) == 1 and isinstance(out[0]["text"], str)

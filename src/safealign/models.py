@@ -42,6 +42,15 @@ def _source(ref: ModelRef) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
+def resolve_trained(ref: ModelRef, adapter: str | os.PathLike | None) -> tuple[ModelRef, str | None]:
+    """A trained variant's directory holds a LoRA adapter, or (peft: full) a whole model: then
+    that directory is the model and there is no adapter."""
+    if adapter and not (Path(adapter) / "adapter_config.json").exists() \
+            and (Path(adapter) / "config.json").exists():
+        return {"path": str(adapter)}, None
+    return ref, (str(adapter) if adapter else None)
+
+
 def describe(ref: ModelRef, adapter: str | None = None) -> dict[str, Any]:
     """Provenance of a reference: hub id + revision, or the local dir's weight hash."""
     from .io import sha256_file

@@ -31,7 +31,7 @@ import yaml
 
 from ..io import (provenance, read_json, read_jsonl, sha256_file, sha256_text, write_json,
                   write_jsonl, write_text)
-from ..models import ModelRef, _source, describe
+from ..models import ModelRef, _source, describe, resolve_trained
 
 # The last number in a generation ("The answer is 7." -> "7") and the last word ("It is yellow."
 # -> "yellow"). ``group_select: -1`` picks the last match.
@@ -132,6 +132,7 @@ def write_world_tasks(items_jsonl: Path, out_dir: Path) -> list[str]:
 
 def model_args(ref: ModelRef, adapter: str | None, dtype: str) -> dict[str, Any]:
     """lm-eval ``hf`` model_args for a model reference (+ optional PEFT adapter)."""
+    ref, adapter = resolve_trained(ref, adapter)
     name, kwargs = _source(ref)
     args: dict[str, Any] = {"pretrained": name, "dtype": dtype}
     if "revision" in kwargs:

@@ -22,6 +22,9 @@ def generate_texts(
     settings: dict[str, Any],
     backend: str = "transformers",
 ) -> list[dict[str, Any]]:
+    from ..models import resolve_trained
+
+    model_ref, adapter = resolve_trained(model_ref, adapter)
     if backend == "transformers":
         from .hf import generate_texts as impl
     elif backend == "vllm":
