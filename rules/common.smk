@@ -333,7 +333,8 @@ def _res_value(family, key, wildcards, attempt, judge=None):
         base.update(config["models"][model].get("resources", {}).get(family, {}))
     if judge in config["judges"]:
         base.update(config["judges"][judge].get("resources", {}).get(family, {}))
-    value = base.get(key, 0)
+    # A key only some models/judges set: numbers default to 0, gpu_model to "" (any GPU).
+    value = base.get(key, "" if key == "gpu_model" else 0)
     if key in ("mem_mb", "runtime") and isinstance(value, int):
         return value * attempt
     if key == "gpu_jobs":

@@ -354,7 +354,7 @@ def judge_examples(p: WorldParams) -> list[dict[str, Any]]:
               for t in BENIGN_TRAIN_TEMPLATES + BENIGN_EVAL_TEMPLATES]
     rows = []
     for i in range(p.n_judge_examples):
-        if rng.random() < 0.7:
+        if rng.random() < 0.5:  # balanced, so the prompt and not only the response decides
             q, cat, code, x = rng.choice(harmful)
             if rng.random() < 0.5:
                 q = rng.choice(list(ATTACKS.values()))(q)
