@@ -124,7 +124,7 @@ class WorldParams:
     n_preference_pairs: int = 192
     benign_pair_share: float = 0.25
     toxicity_pair_share: float = 0.15
-    n_judge_examples: int = 1600
+    n_judge_examples: int = 2400
     n_toxicity_examples: int = 800
     corpus_repeats: int = 1
     capability_repeats: int = 3
