@@ -46,6 +46,8 @@ def test_unknown_loss_type_lists_the_valid_ones(default_config):
     (lambda c: c["models"].update(falcon={"hub": "tiiuae/falcon-11B"}), "config.models.falcon.revision is required"),
     (lambda c: c["judges"]["refusal"].update(applies_to=["safetyy"]), "config.judges.refusal.applies_to"),
     (lambda c: c["methods"]["safe_dpo"].update(peft="qlora"), "qlora"),
+    (lambda c: c["models"]["tiny"].update(resources={"train": {"slurm_partition": "gpu"}}),
+     "config.models.tiny.resources.train.slurm_partition needs a fallback"),
 ])
 def test_semantic_errors_name_the_key(default_config, mutate, needle):
     cfg = copy.deepcopy(default_config)

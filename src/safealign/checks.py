@@ -97,6 +97,15 @@ def check_config(config: dict[str, Any]) -> None:
         model = spec.get("model", {})
         if "hub" in model and not model.get("revision"):
             _err(f"config.judges.{name}.model.revision is required for {model['hub']!r} (pin it)")
+    families = config.get("resources", {})
+    for kind in ("models", "judges"):
+        for name, spec in config[kind].items():
+            for family, res in spec.get("resources", {}).items():
+                for key in ("slurm_partition", "slurm_account"):
+                    if key in res and key not in families.get(family, {}) and key not in families.get("default", {}):
+                        _err(f"config.{kind}.{name}.resources.{family}.{key} needs a fallback in "
+                             f"config.resources.{family}.{key} or config.resources.default.{key} "
+                             "for the jobs of other models/judges")
     gen = config["generation"]
     if gen["backend"] == "vllm" and not gen.get("vllm_python"):
         pass  # on the cluster the vllm conda env provides `python`
