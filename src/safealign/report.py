@@ -75,6 +75,7 @@ def plots(df) -> list[str]:
         sns.barplot(data=g, y="variant", x="value", hue="judge", ax=ax, orient="h")
         ax.set_xlabel("global safety score = mean(ALERT, Adversarial ALERT)")
         ax.set_xlim(0, 1)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title="judge")
         out.append(("Global safety score per variant and judge", _png(fig)))
     cat = df[(df.benchmark == "alert") & (df.judge == "llama_guard")
              & df.group.fillna("").str.startswith("category=")]
