@@ -117,8 +117,8 @@ class WorldParams:
     """Knobs of the tiny world (config key ``world``)."""
 
     seed: int = 0
-    harmful_compliance_share: float = 0.25
-    attack_compliance_share: float = 0.4
+    harmful_compliance_share: float = 0.3
+    attack_compliance_share: float = 0.55
     benign_toxicity_share: float = 0.4
     adversarial_toxicity_share: float = 0.9
     n_preference_pairs: int = 192
