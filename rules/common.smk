@@ -262,6 +262,22 @@ def generation_python(wildcards):
     return "python"
 
 
+def judge_uses_vllm(judge):
+    """A Llama Guard judge generates through the configured backend (vLLM or transformers)."""
+    return (
+        config["judges"][judge]["type"] == "llama_guard"
+        and config["generation"]["backend"] == "vllm"
+    )
+
+
+def judge_env(judge):
+    return "../envs/vllm.yaml" if judge_uses_vllm(judge) else "../envs/judge.yaml"
+
+
+def judge_python(judge):
+    return generation_python if judge_uses_vllm(judge) else "python"
+
+
 def p_capability(wildcards):
     cap = {k: v for k, v in config["capability"].items() if k != "source"}
     return grid.canonical(

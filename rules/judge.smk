@@ -17,12 +17,13 @@ for _judge in JUDGES:
         benchmark:
             f"{R}/benchmarks_tsv/judge/{{model}}/{{variant}}/{_judge}.tsv"
         conda:
-            "../envs/judge.yaml"
+            judge_env(_judge)
         threads: threads_of("judge", _judge)
         resources:
             **res("judge", _judge),
         params:
             cfg=p_judge_of(_judge),
+            python=judge_python(_judge),
         shell:
-            "OMP_NUM_THREADS={threads} python -m safealign.judge run --params {params.cfg:q} --generations {input.generations} "
+            "OMP_NUM_THREADS={threads} {params.python} -m safealign.judge run --params {params.cfg:q} --generations {input.generations} "
             "--out {output.judgments} --meta {output.meta} > {log} 2>&1"

@@ -131,3 +131,12 @@ def test_bad_config_fails_before_any_job_and_loses_nothing(grid_run):
     assert bad.returncode != 0 and "max_new_tokens" in bad.stderr
     after = sorted(p.stat().st_mtime_ns for p in (grid_run / "results").rglob("*.jsonl"))
     assert before == after
+
+
+def test_every_method_moved_the_margin_toward_chosen(grid_run, default_config):
+    logs = sorted((grid_run / "results" / "models" / "tiny").glob("*/train.json"))
+    assert len(logs) == len(default_config["methods"])
+    for log in logs:
+        rec = json.loads(log.read_text())
+        assert rec["margin_after"] > rec["margin_before"], (log.parent.name, rec["margin_before"], rec["margin_after"])
+        assert rec["shared_reference"] == (rec["settings"]["trainer"] == "dpo")
