@@ -95,3 +95,17 @@ def test_every_default_config_key_is_documented(default_config):
         if parts[0] == "benchmarks" and len(parts) > 3 and parts[2] == "generation":
             continue  # free-form overrides of `generation`
         assert f"`{doc_key}`" in doc, f"{doc_key} is not documented in config/README.md"
+
+
+def test_cli_strings_are_coerced_like_yaml_numbers():
+    from safealign.checks import coerce_cli_scalars
+
+    cfg = {"methods": {"m": {"beta": "0.2", "num_train_epochs": "3", "learning_rate": "1e-5",
+                             "enabled": "false", "seeds": ["1", "2"]}},
+           "models": {"x": {"hub": "a/b", "revision": "1234"}},
+           "benchmarks": {"b": {"system_prompt": "42", "n": "null"}}}
+    coerce_cli_scalars(cfg)
+    assert cfg["methods"]["m"] == {"beta": 0.2, "num_train_epochs": 3, "learning_rate": 1e-5,
+                                   "enabled": False, "seeds": [1, 2]}
+    assert cfg["models"]["x"]["revision"] == "1234"  # free text stays text
+    assert cfg["benchmarks"]["b"] == {"system_prompt": "42", "n": None}

@@ -25,6 +25,31 @@ def _err(msg: str) -> None:
 
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
+NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# Free-text keys whose values stay strings even when they look like numbers.
+TEXT_KEYS = {"revision", "hub", "path", "system_prompt", "title", "gguf_file", "split", "config"}
+
+
+def coerce_cli_scalars(node: Any, key: str = "") -> Any:
+    """Turn number- and boolean-looking strings into numbers and booleans, in place.
+
+    ``snakemake --config methods={safe_nca: {beta: 0.2}}`` parses nested values as strings
+    ("0.2"), and YAML reads ``1e-5`` as a string; both then mean what a researcher wrote.
+    """
+    if isinstance(node, dict):
+        for k, v in node.items():
+            node[k] = coerce_cli_scalars(v, k)
+        return node
+    if isinstance(node, list):
+        return [coerce_cli_scalars(v, key) for v in node]
+    if isinstance(node, str) and key not in TEXT_KEYS:
+        if NUMBER.match(node):
+            return int(node) if re.fullmatch(r"[+-]?\d+", node) else float(node)
+        if node.lower() in ("true", "false"):
+            return node.lower() == "true"
+        if node.lower() in ("null", "none", "~"):
+            return None
+    return node
 
 
 def unpinned(config: dict[str, Any]) -> list[str]:
