@@ -18,8 +18,6 @@ BASE = "base"
 # Method keys that may be given as a list to sweep (each value becomes its own grid cell).
 SWEEPABLE = ("beta", "learning_rate", "label_smoothing", "num_train_epochs", "lora_r")
 REFERENCE_FREE = {"orpo", "cpo"}
-# Keys of a method or of `training` that shape the trained weights (the train rule's params).
-NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 @dataclass(frozen=True)
