@@ -12,6 +12,7 @@ reference log-probs: ``ref-logps`` computes them once through TRL's own precompu
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -107,6 +108,19 @@ def pair_margins(model, tok, pairs: list[dict], batch_size: int = 32) -> list[fl
     return [c - r for c, r in zip(chosen, rejected, strict=True)]
 
 
+def _make_reproducible(out: Path) -> None:
+    """Same training, same bytes: peft writes target_modules from a set (order varies between
+    processes) and the Trainer pickles its arguments with the temporary output dir; the settings
+    are recorded in train.json instead."""
+    cfg_path = out / "adapter_config.json"
+    if cfg_path.exists():
+        cfg = json.loads(cfg_path.read_text())
+        if isinstance(cfg.get("target_modules"), list):
+            cfg["target_modules"] = sorted(cfg["target_modules"])
+        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    (out / "training_args.bin").unlink(missing_ok=True)
+
+
 def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
           ref_logps: list[dict] | None = None) -> dict[str, Any]:
     """Train one variant; saves the adapter (or full model) in ``out``; returns the training log."""
@@ -146,6 +160,7 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
         trainer.model.eval()
         after = pair_margins(trainer.model, tok, pairs)
         trainer.save_model(str(out))
+    _make_reproducible(out)
     tok.save_pretrained(out)
     return {
         "train_loss": result.training_loss,
