@@ -44,7 +44,7 @@ wildcard_constraints:
     benchmark=grid.wildcard_regex(list(config["benchmarks"])),
     judge=grid.wildcard_regex(list(config["judges"])),
     world_file=grid.wildcard_regex(list(WORLD_FILES.values())),
-    maxlen=r"\d+",
+    refkey=grid.REFERENCE_KEY_WILDCARD,
 
 
 # ---------------------------------------------------------------- targets
@@ -201,16 +201,16 @@ def p_benchmark(wildcards):
     )
 
 
-def ref_settings(model, maxlen):
+def ref_settings(model, refkey):
     return {
         "model": model_ref(model),
-        "max_length": int(maxlen),
+        **grid.reference_settings(refkey),
         "offline": config["offline"],
     }
 
 
 def p_ref_logps(wildcards):
-    return grid.canonical(ref_settings(wildcards.model, wildcards.maxlen))
+    return grid.canonical(ref_settings(wildcards.model, wildcards.refkey))
 
 
 def p_train(wildcards):
@@ -228,7 +228,7 @@ def ref_logps_input(wildcards):
     v = variant(wildcards)
     if not grid.shares_reference(v.settings):
         return []
-    return [f"{R}/models/{v.model}/ref_logps/maxlen{v.settings['max_length']}.jsonl"]
+    return [f"{R}/models/{v.model}/ref_logps/{grid.reference_key(v.settings)}.jsonl"]
 
 
 def adapter_input(wildcards):

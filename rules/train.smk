@@ -1,5 +1,5 @@
-# Preference training: shared reference log-probs once per (model, data, max_length), then one
-# job per variant (method cell x seed).
+# Preference training: shared reference log-probs once per (model, data, reference key = dtype,
+# 4-bit, bf16 autocast, max_length), then one job per variant (method cell x seed).
 
 
 rule ref_logps:
@@ -7,11 +7,11 @@ rule ref_logps:
         pairs=f"{R}/data/preference.jsonl",
         model=lambda wildcards: model_input(wildcards.model),
     output:
-        f"{R}/models/{{model}}/ref_logps/maxlen{{maxlen}}.jsonl",
+        f"{R}/models/{{model}}/ref_logps/{{refkey}}.jsonl",
     log:
-        f"{R}/logs/models/{{model}}/ref_logps_maxlen{{maxlen}}.log",
+        f"{R}/logs/models/{{model}}/ref_logps_{{refkey}}.log",
     benchmark:
-        f"{R}/benchmarks_tsv/models/{{model}}/ref_logps_maxlen{{maxlen}}.tsv"
+        f"{R}/benchmarks_tsv/models/{{model}}/ref_logps_{{refkey}}.tsv"
     conda:
         "../envs/train.yaml"
     threads: threads_of("ref_logps")

@@ -1,6 +1,7 @@
 """Grid expansion: variants, sweeps, merged settings, judge applicability."""
 
 import copy
+import re
 
 from safealign import grid
 
@@ -50,6 +51,25 @@ def test_reference_sharing_only_for_dpo_family(default_config):
     assert grid.shares_reference(idx[("tiny", "safe_ipo-seed0")].settings)
     assert not grid.shares_reference(idx[("tiny", "safe_kto-seed0")].settings)
     assert not grid.uses_reference(idx[("tiny", "safe_orpo-seed0")].settings)
+
+
+def test_reference_key_separates_what_changes_the_reference(default_config):
+    """One shared file per (dtype, 4-bit, bf16 autocast, max_length); round-trips to loading settings."""
+    idx = grid.variant_index(default_config)
+    keys = {grid.reference_key(v.settings) for v in idx.values() if v.method and grid.shares_reference(v.settings)}
+    assert keys == {"float32-maxlen128"}
+    base = {"max_length": 1024, "dtype": "bfloat16", "peft": "lora"}
+    variants = [base, {**base, "peft": "qlora"}, {**base, "bf16": True}, {**base, "max_length": 512},
+                {**base, "dtype": "float32"}, {**base, "peft": "full"}]
+    keys = [grid.reference_key(s) for s in variants]
+    assert keys[0] == keys[5] == "bfloat16-maxlen1024"  # LoRA and full fine-tuning start from the same model
+    assert len(set(keys)) == 5
+    assert grid.reference_settings(grid.reference_key({**base, "peft": "qlora", "bf16": True})) == {
+        "dtype": "bfloat16", "quantization": "4bit", "bf16": True, "max_length": 1024}
+    for key in keys:
+        assert re.fullmatch(grid.REFERENCE_KEY_WILDCARD, key)
+        assert grid.reference_key({**grid.reference_settings(key),
+                                   "peft": "qlora" if "nf4" in key else "lora"}) == key
 
 
 def test_canonical_params_ignore_key_order():

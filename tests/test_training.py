@@ -7,7 +7,8 @@ import torch
 
 from safealign.data.preference import from_pku
 from safealign.train import methods
-from safealign.train.run import compute_ref_logps, train
+from safealign.models import load_model, load_tokenizer
+from safealign.train.run import compute_ref_logps, pair_margins, train
 from safealign.world import build, data
 
 SETTINGS = {
@@ -44,6 +45,37 @@ def test_shared_reference_equals_trls_own_reference(tiny, tmp_path):
     assert len(ls) == len(la) == 4
     assert ls == pytest.approx(la, abs=1e-4)
     assert shared["shared_reference"] and not alone["shared_reference"]
+    # The shared run takes its before-training margins from the file, the other measures the policy:
+    # the same numbers, or reading them from the file would be wrong.
+    assert shared["margin_before"] == pytest.approx(alone["margin_before"], abs=1e-4)
+    assert shared["margin_after"] == pytest.approx(alone["margin_after"], abs=1e-3)
+
+
+def test_pair_margins_of_the_base_model_are_the_reference_margins(tiny):
+    """Per pair, the margin helper on the untrained model equals TRL's reference log-prob margin."""
+    ref, pairs = tiny
+    refs = compute_ref_logps(ref, pairs, {"max_length": SETTINGS["max_length"]})
+    model = load_model(ref)
+    model.eval()
+    margins = pair_margins(model, load_tokenizer(ref, padding_side="right"), pairs, SETTINGS["max_length"])
+    assert margins == pytest.approx([r["ref_chosen_logps"] - r["ref_rejected_logps"] for r in refs], abs=1e-4)
+    assert len({round(m, 3) for m in margins}) > len(pairs) // 2  # real per-pair values, not one constant
+
+
+def test_shared_reference_never_hashes_the_model(tiny, tmp_path, monkeypatch):
+    """TRL's precompute path hashes every weight for its cache key; the shared path must not."""
+    import trl.trainer.dpo_trainer as dpo_module
+
+    def boom(module):
+        raise AssertionError("hash_module called")
+
+    monkeypatch.setattr(dpo_module, "hash_module", boom)
+    ref, pairs = tiny
+    refs = [{"id": p["id"], "ref_chosen_logps": -1.0, "ref_rejected_logps": -2.0} for p in pairs]
+    log = train(ref, pairs, {**SETTINGS, "num_train_epochs": 0.25}, tmp_path / "out", refs)
+    assert log["shared_reference"] and log["margin_before"] == pytest.approx(1.0)
+    with pytest.raises(AssertionError, match="hash_module called"):  # TRL's own precompute does hash
+        compute_ref_logps(ref, pairs, {"max_length": SETTINGS["max_length"]})
 
 
 def test_wrong_shared_reference_changes_the_loss(tiny, tmp_path):

@@ -110,6 +110,36 @@ def shares_reference(settings: dict[str, Any]) -> bool:
     return settings.get("trainer", "dpo") == "dpo" and settings.get("share_reference", True)
 
 
+# A reference key names one shared reference log-probs file, e.g. ``float32-maxlen128`` or
+# ``bfloat16-nf4-amp-maxlen1024``.
+REFERENCE_KEY = re.compile(r"(?P<dtype>float32|bfloat16|float16)(?P<nf4>-nf4)?(?P<amp>-amp)?-maxlen(?P<max_length>\d+)")
+REFERENCE_KEY_WILDCARD = r"(?:float32|bfloat16|float16)(?:-nf4)?(?:-amp)?-maxlen\d+"  # for wildcard_constraints
+
+
+def reference_key(settings: dict[str, Any]) -> str:
+    """Which shared reference log-probs a DPO-family variant reads.
+
+    TRL's own per-method reference is the base model exactly as the policy loads it, so the key holds
+    everything that changes its log-probs: the weights dtype, 4-bit loading (QLoRA), bf16 autocast
+    (``bf16``) and max_length. Variants that differ in any of these never share a reference.
+    """
+    parts = [settings.get("dtype", "float32")]
+    if settings.get("peft") == "qlora":
+        parts.append("nf4")
+    if settings.get("bf16", False):
+        parts.append("amp")
+    return "-".join([*parts, f"maxlen{int(settings['max_length'])}"])
+
+
+def reference_settings(key: str) -> dict[str, Any]:
+    """The inverse of :func:`reference_key`: the loading settings of the reference model."""
+    m = REFERENCE_KEY.fullmatch(key)
+    if m is None:
+        raise ValueError(f"not a reference key: {key!r} (expected e.g. 'float32-maxlen128')")
+    return {"dtype": m["dtype"], "quantization": "4bit" if m["nf4"] else None, "bf16": bool(m["amp"]),
+            "max_length": int(m["max_length"])}
+
+
 def generation_settings(config: dict[str, Any], benchmark: str) -> dict[str, Any]:
     gen = dict(config["generation"])
     bench = config["benchmarks"][benchmark]

@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from .. import io
 from ..cli import setup
@@ -30,7 +32,7 @@ def _device_flags(settings: dict[str, Any]) -> tuple[bool, bool]:
     import torch
 
     cuda = torch.cuda.is_available()
-    return (not cuda, bool(cuda and settings.get("bf16", True)))
+    return (not cuda, bool(cuda and settings.get("bf16", False)))
 
 
 def _dataset(pairs: list[dict[str, Any]], trainer: str):
@@ -49,6 +51,13 @@ def shared_reference_trainer():
     class SharedReferenceDPOTrainer(dpo_trainer):
         shared_ref_logps: list[dict[str, float]] = []
 
+        def __init__(self, *args, **kwargs):
+            # TRL sha256-hashes every weight (on CPU) to key its precompute cache, which the shared
+            # file bypasses; on an 11B model that hash alone costs tens of seconds per method.
+            trl_module = sys.modules[dpo_trainer.__module__]
+            with mock.patch.object(trl_module, "hash_module", lambda module: "shared-reference-file"):
+                super().__init__(*args, **kwargs)
+
         def _precompute_ref_logps(self, dataset, name, batch_size):
             refs = self.shared_ref_logps
             if len(refs) != len(dataset):
@@ -61,11 +70,16 @@ def shared_reference_trainer():
 
 
 def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict) -> list[dict[str, float]]:
-    """Reference log-probs of every pair, through TRL's precompute path on the base model."""
+    """Reference log-probs of every pair, through TRL's precompute path on the base model.
+
+    ``settings`` are :func:`safealign.grid.reference_settings`: the base model is loaded exactly as
+    the policy of every variant that reads these log-probs (dtype, 4-bit, bf16 autocast), so they
+    equal the reference TRL would compute inside each training run.
+    """
     config_cls, trainer_cls = methods.classes("dpo")
     use_cpu, bf16 = _device_flags(settings)
     tok = load_tokenizer(model_ref, padding_side="right")
-    model = load_model(model_ref, dtype=settings.get("dtype", "float32"))
+    model = load_model(model_ref, dtype=settings.get("dtype", "float32"), quantization=settings.get("quantization"))
     with tempfile.TemporaryDirectory() as tmp:
         args = config_cls(output_dir=tmp, use_cpu=use_cpu, bf16=bf16, report_to=[],
                           precompute_ref_log_probs=True, max_length=settings["max_length"],
@@ -77,10 +91,12 @@ def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict) -> lis
                 for p, c, r in zip(pairs, ds["ref_chosen_logps"], ds["ref_rejected_logps"], strict=True)]
 
 
-def pair_margins(model, tok, pairs: list[dict], batch_size: int = 32) -> list[float]:
+def pair_margins(model, tok, pairs: list[dict], max_length: int | None = None, batch_size: int = 32) -> list[float]:
     """log pi(chosen|x) - log pi(rejected|x), summed over completion tokens, per pair.
 
-    Written here (not TRL) because it must work the same for every trainer, KTO/ORPO included.
+    Sequences are cut to ``max_length`` tokens keeping the start, as TRL's trainers cut them, so on
+    the untrained model these are exactly the reference log-prob margins. Written here (not TRL)
+    because it must work the same for every trainer, KTO/ORPO included.
     """
     import torch
 
@@ -91,7 +107,8 @@ def pair_margins(model, tok, pairs: list[dict], batch_size: int = 32) -> list[fl
         for i in range(0, len(convs_full), batch_size):
             prompts = [render(tok, c, add_generation_prompt=True) for c in convs_prompt[i : i + batch_size]]
             fulls = [render(tok, c, add_generation_prompt=False) for c in convs_full[i : i + batch_size]]
-            enc = tok(fulls, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tok(fulls, return_tensors="pt", padding=True, add_special_tokens=False,
+                      truncation=max_length is not None, max_length=max_length)
             with torch.no_grad():
                 logits = model(**enc).logits[:, :-1].float()
             lp = torch.log_softmax(logits, -1).gather(-1, enc["input_ids"][:, 1:, None])[..., 0]
@@ -147,9 +164,14 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
     if shared:
         trainer_cls = shared_reference_trainer()
         trainer_cls.shared_ref_logps = ref_logps
-    model.eval()
-    before = pair_margins(model, tok, pairs)
-    model.train()
+    if shared:
+        # Before training the policy is the reference, so its margins are the shared reference
+        # log-probs' (tests/test_training.py checks they agree): sharing skips this pass too.
+        before = [r["ref_chosen_logps"] - r["ref_rejected_logps"] for r in ref_logps]
+    else:
+        model.eval()
+        before = pair_margins(model, tok, pairs, settings["max_length"])
+        model.train()
     with tempfile.TemporaryDirectory() as tmp:
         args = methods.trl_config(settings, tmp, use_cpu, bf16)
         if shared:
@@ -158,7 +180,7 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
                               processing_class=tok, peft_config=peft_config)
         result = trainer.train()
         trainer.model.eval()
-        after = pair_margins(trainer.model, tok, pairs)
+        after = pair_margins(trainer.model, tok, pairs, settings["max_length"])
         trainer.save_model(str(out))
     _make_reproducible(out)
     tok.save_pretrained(out)

@@ -9,6 +9,7 @@ loader that loads hub ids loads them.
 from __future__ import annotations
 
 import random
+import shutil
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def save(model, tok, out: Path) -> None:
         model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+    shutil.rmtree(out / "_trainer", ignore_errors=True)  # the Trainer's output_dir: empty (save_strategy "no")
 
 
 def _training_args(cls, out: Path, train: dict[str, Any], seed: int, **extra):
