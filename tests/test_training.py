@@ -62,6 +62,27 @@ def test_pair_margins_of_the_base_model_are_the_reference_margins(tiny):
     assert len({round(m, 3) for m in margins}) > len(pairs) // 2  # real per-pair values, not one constant
 
 
+def test_quantized_reference_goes_through_a_disabled_adapter(tiny, monkeypatch):
+    """QLoRA's reference (4-bit, GPU only) is computed under a LoRA adapter that TRL disables; on CPU
+    the same path on the fp32 model must give the plain reference log-probs."""
+    import safealign.train.run as run
+
+    ref, pairs = tiny
+    plain = compute_ref_logps(ref, pairs, {"max_length": SETTINGS["max_length"]})
+    seen = []
+
+    def fp32_instead_of_4bit(model_ref, dtype="float32", quantization=None):
+        seen.append(quantization)
+        return load_model(model_ref, dtype=dtype)
+
+    monkeypatch.setattr(run, "load_model", fp32_instead_of_4bit)
+    via_adapter = compute_ref_logps(ref, pairs, {"max_length": SETTINGS["max_length"], "quantization": "4bit"})
+    assert seen == ["4bit"]
+    for a, b in zip(plain, via_adapter, strict=True):
+        assert a["ref_chosen_logps"] == pytest.approx(b["ref_chosen_logps"], abs=1e-4)
+        assert a["ref_rejected_logps"] == pytest.approx(b["ref_rejected_logps"], abs=1e-4)
+
+
 def test_shared_reference_never_hashes_the_model(tiny, tmp_path, monkeypatch):
     """TRL's precompute path hashes every weight for its cache key; the shared path must not."""
     import trl.trainer.dpo_trainer as dpo_module

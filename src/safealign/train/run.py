@@ -80,12 +80,19 @@ def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict) -> lis
     use_cpu, bf16 = _device_flags(settings)
     tok = load_tokenizer(model_ref, padding_side="right")
     model = load_model(model_ref, dtype=settings.get("dtype", "float32"), quantization=settings.get("quantization"))
+    peft_config = None
+    if settings.get("quantization"):
+        from peft import LoraConfig
+
+        # The Trainer refuses a purely quantized model. With a LoRA adapter that TRL disables while
+        # it computes the reference, this is the reference a QLoRA run computes for itself.
+        peft_config = LoraConfig(r=8, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
     with tempfile.TemporaryDirectory() as tmp:
         args = config_cls(output_dir=tmp, use_cpu=use_cpu, bf16=bf16, report_to=[],
                           precompute_ref_log_probs=True, max_length=settings["max_length"],
                           precompute_ref_batch_size=settings.get("batch_size", 16))
         trainer = trainer_cls(model=model, args=args, train_dataset=_dataset(pairs, "dpo"),
-                              processing_class=tok)
+                              processing_class=tok, peft_config=peft_config)
         ds = trainer.train_dataset
         return [{"id": p["id"], "ref_chosen_logps": float(c), "ref_rejected_logps": float(r)}
                 for p, c, r in zip(pairs, ds["ref_chosen_logps"], ds["ref_rejected_logps"], strict=True)]
@@ -164,7 +171,6 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
     if shared:
         trainer_cls = shared_reference_trainer()
         trainer_cls.shared_ref_logps = ref_logps
-    if shared:
         # Before training the policy is the reference, so its margins are the shared reference
         # log-probs' (tests/test_training.py checks they agree): sharing skips this pass too.
         before = [r["ref_chosen_logps"] - r["ref_rejected_logps"] for r in ref_logps]
