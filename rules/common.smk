@@ -1,18 +1,12 @@
 # Every helper of the workflow: grid expansion, input functions, params, resources.
 # The grid logic itself lives in src/safealign/grid.py (unit-tested without Snakemake).
 import os
-import sys
-from pathlib import Path
 
-# The package the rules run: importable here and, through PYTHONPATH, in every job (local, or
-# re-parsed on a Slurm node), whatever conda env the job uses. Code location, not config, so it
-# stays out of params.
-SRC = str(Path(workflow.basedir).parent / "src")
-sys.path.insert(0, SRC)
-
-from safealign import grid  # noqa: E402
-from safealign.cli import export_source_path  # noqa: E402
-from safealign.checks import check_config  # noqa: E402
+# SRC (the package's directory, set in workflow/Snakefile) reaches every job through PYTHONPATH
+# (local, or re-parsed on a Slurm node), whatever conda env the job uses.
+from safealign import grid
+from safealign.cli import export_source_path
+from safealign.checks import check_config
 
 export_source_path(SRC)
 check_config(config)

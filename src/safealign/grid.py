@@ -113,7 +113,8 @@ def shares_reference(settings: dict[str, Any]) -> bool:
 # A reference key names one shared reference log-probs file, e.g. ``float32-maxlen128`` or
 # ``bfloat16-nf4-amp-maxlen1024``.
 REFERENCE_KEY = re.compile(r"(?P<dtype>float32|bfloat16|float16)(?P<nf4>-nf4)?(?P<amp>-amp)?-maxlen(?P<max_length>\d+)")
-REFERENCE_KEY_WILDCARD = r"(?:float32|bfloat16|float16)(?:-nf4)?(?:-amp)?-maxlen\d+"  # for wildcard_constraints
+# The same pattern without group names, for wildcard_constraints.
+REFERENCE_KEY_WILDCARD = re.sub(r"\(\?P<\w+>", "(?:", REFERENCE_KEY.pattern)
 
 
 def reference_key(settings: dict[str, Any]) -> str:
