@@ -83,6 +83,9 @@ def trl_config(settings: dict[str, Any], output_dir: str, use_cpu: bool, bf16: b
     config_cls, _ = classes(settings["trainer"])
     accepted = set(inspect.signature(config_cls).parameters)
     kwargs: dict[str, Any] = {k: settings[k] for k in PASSTHROUGH if k in settings and k in accepted}
+    # transformers 5 has no warmup_ratio: its warmup_steps takes a float in [0, 1) as a ratio.
+    if "warmup_ratio" in settings:
+        kwargs["warmup_steps"] = float(settings["warmup_ratio"])
     loss_type = settings.get("loss_type")
     if loss_type is not None and "loss_type" in accepted:
         kwargs["loss_type"] = [loss_type] if settings["trainer"] == "dpo" else loss_type
