@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from .grid import SWEEPABLE, variants
-from .train.methods import LOSS_TYPES, TRAINERS
+from .train.methods import LOSS_TYPES, TRAINERS, deviations, key_problems
 
 BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")
 
@@ -64,6 +64,48 @@ def unpinned(config: dict[str, Any]) -> list[str]:
             if "hub" in r and r.get("revision") and not SHA.match(str(r["revision"]))]
 
 
+def _written_in(config: dict[str, Any], model: str, method: str, key: str) -> str:
+    """Which config block a merged training key of (model, method) came from (the last writer)."""
+    if key in config["methods"][method]:
+        return f"config.methods.{method}"
+    if key in config["models"][model].get("training", {}):
+        return f"config.models.{model}.training"
+    return "config.training"
+
+
+def check_training_keys(config: dict[str, Any]) -> None:
+    """Every merged training key reaches the method's TRL config or the workflow (train/methods.py).
+
+    A key the trainer does not have is an error naming the method, the key, the trainer and, when
+    it was inherited, the block it was written in (a global key must suit every method's trainer).
+    """
+    for v in variants(config):
+        if not v.method:
+            continue
+        for key, why in key_problems(v.settings):
+            where = _written_in(config, v.model, v.method, key)
+            msg = f"config.methods.{v.method}: {key} {why}"
+            if where != f"config.methods.{v.method}":
+                msg += (f" (inherited from {where}.{key}; set it on the methods whose trainer has it, "
+                        f"not in {where})")
+            _err(msg)
+
+
+def warn_deviations(config: dict[str, Any]) -> None:
+    """One stderr line per documented TRL 1.16 vs 0.11 deviation the configured methods depend on."""
+    hits: dict[str, tuple[str, list[str]]] = {}
+    for v in variants(config):
+        if v.method:
+            for d in deviations(v.settings):
+                names = hits.setdefault(d.name, (d.text, []))[1]
+                if v.method not in names:
+                    names.append(v.method)
+    for name, (text, names) in hits.items():
+        verb = "depends" if len(names) == 1 else "depend"
+        print(f"safealign: WARNING {', '.join(f'config.methods.{n}' for n in names)} {verb} on a documented "
+              f"deviation from the paper's TRL 0.11 ({name}): {text} (README.md, Methods)", file=sys.stderr)
+
+
 def check_config(config: dict[str, Any]) -> None:
     for key in unpinned(config):
         print(f"safealign: WARNING {key} is not a commit sha; pin it for reproducible results",
@@ -96,6 +138,8 @@ def check_config(config: dict[str, Any]) -> None:
             for v in ls if isinstance(ls, list) else [ls]:
                 if not 0 <= v < 0.5:
                     _err(f"config.methods.{name}.label_smoothing must be in [0, 0.5) for robust, got {v}")
+    check_training_keys(config)
+    warn_deviations(config)
     for v in variants(config):
         if v.method and v.settings.get("peft") == "qlora" and "world" in config["models"][v.model]:
             _err(f"config.methods.{v.method}: peft 'qlora' needs a GPU and bitsandbytes; "

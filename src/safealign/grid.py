@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .train.methods import default_beta
+
 BASE = "base"
 # Method keys that may be given as a list to sweep (each value becomes its own grid cell).
 SWEEPABLE = ("beta", "learning_rate", "label_smoothing", "num_train_epochs", "lora_r")
@@ -55,7 +57,12 @@ def method_cells(name: str, method: dict[str, Any]) -> list[tuple[str, dict[str,
 
 
 def merged_training(config: dict[str, Any], model: str, method: dict[str, Any]) -> dict[str, Any]:
-    """training defaults <- model's training overrides <- method's keys (LoRA dict merged too)."""
+    """training defaults <- model's training overrides <- method's keys (LoRA dict merged too).
+
+    ``beta`` is the exception (its meaning differs per trainer): a method that does not set it
+    takes its (trainer, loss_type)'s default from :data:`safealign.train.methods.BETA_DEFAULTS`
+    where one is listed (ORPO, SimPO/CPO, KTO); only the DPO family inherits ``training.beta``.
+    """
     out = json.loads(json.dumps(config.get("training", {})))
     model_over = config["models"][model].get("training", {})
     for src in (model_over, method):
@@ -66,6 +73,9 @@ def merged_training(config: dict[str, Any], model: str, method: dict[str, Any]) 
                 out[k] = v
     if "lora_r" in out:
         out.setdefault("lora", {})["r"] = out.pop("lora_r")
+    beta = default_beta(out.get("trainer", "dpo"), out.get("loss_type"))
+    if beta is not None and "beta" not in method:
+        out["beta"] = beta
     return out
 
 

@@ -7,10 +7,15 @@ unpaired), ``orpo`` (trl.experimental.orpo) and ``cpo`` (trl.experimental.cpo; l
 
 from __future__ import annotations
 
+import enum
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
+
+from . import trl_fields
 
 # TRL 1.16's DPOTrainer loss types (its DPOConfig docstring); tests/test_losses.py checks them.
 DPO_LOSS_TYPES = (
@@ -67,31 +72,215 @@ def to_unpaired(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-# Config keys (training settings) passed straight to the TRL config class when it accepts them.
-PASSTHROUGH = (
-    "beta", "learning_rate", "lr_scheduler_type", "warmup_ratio", "num_train_epochs",
-    "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "optim",
-    "label_smoothing", "gradient_checkpointing", "seed", "simpo_gamma", "cpo_alpha",
-    "desirable_weight", "undesirable_weight", "max_prompt_length", "weight_decay",
-)
+# Every key of a method's merged training settings either reaches the TRL config class (as itself,
+# or through MAPPED) or is one of these, which the workflow itself consumes; anything else is a
+# parse-time error (checks.py) and an error here (trl_config). Values: where it is consumed.
+WORKFLOW_KEYS = {
+    "trainer": "picks the TRL trainer and config class (classes)",
+    "peft": "lora / qlora / full: peft adapter and 4-bit loading (run.train)",
+    "lora": "peft LoraConfig r / alpha / dropout / target_modules (run.train)",
+    "lora_r": "sweep shorthand for lora.r (grid.merged_training folds it into lora)",
+    "dtype": "weights dtype when loading the model (models.load_model)",
+    "bf16": "bf16 autocast; reaches TRL's bf16 only on a GPU (run._device_flags)",
+    "share_reference": "DPO family: read the shared reference log-probs (grid.shares_reference)",
+    "seeds": "one variant per seed (grid.variants)",
+    "enabled": "drops a method from the grid (grid.variants)",
+}
+# Keys that reach TRL under another name or shape (documented in config/README.md).
+MAPPED = {
+    # transformers 5 has no warmup_ratio: its warmup_steps takes a float in [0, 1) as a ratio.
+    "warmup_ratio": "warmup_steps",
+    # DPOConfig.loss_type is a list (TRL 1.16 can mix losses); the other trainers take a string.
+    "loss_type": "loss_type",
+}
+# TRL config fields a config may not set, and why.
+REJECTED = {
+    "max_prompt_length": (
+        "has no TRL 1.16 field: TRL 1.16 truncates prompt + completion together to max_length "
+        "(see its truncation_mode), where TRL 0.11 first cut the prompt to max_prompt_length; "
+        "remove the key and set max_length"),
+    "output_dir": "is set by the workflow (the rule's output)",
+    "use_cpu": "is set by the workflow (CPU exactly when no GPU is visible)",
+    "fp16": "is not supported: set bf16 (autocast on a GPU) or dtype",
+    "report_to": "is set by the workflow (the log goes to train.json)",
+    "save_strategy": "is set by the workflow (the final adapter is saved once)",
+    "logging_steps": "is set by the workflow (every step is logged to train.json)",
+    "precompute_ref_log_probs": "is set by the workflow (see share_reference)",
+    "label_smoothing_factor": "is ignored by TRL's preference trainers (set label_smoothing where the trainer has it)",
+}
+
+# What beta means differs per trainer: DPO's KL weight (TRL default 0.1; the paper's recipe 0.01),
+# ORPO's odds-ratio weight lambda (ORPO paper: 0.1), SimPO's reward scale (SimPO paper: 2.0-2.5,
+# with gamma), KTO's own (KTO paper, TRL default: 0.1), CPO's (CPO paper, TRL default: 0.1).
+# Precedence (config/README.md, schema `training.beta`): a method's own `beta` wins; otherwise a
+# (trainer, loss_type) listed here takes this default; only the DPO family (trainer dpo) inherits
+# `training.beta` / `models.<m>.training.beta`. Key (trainer, None) covers that trainer's other
+# loss types.
+BETA_DEFAULTS: dict[tuple[str, str | None], float] = {
+    ("kto", None): 0.1,
+    ("orpo", None): 0.1,
+    ("cpo", None): 0.1,
+    ("cpo", "simpo"): 2.0,
+}
+
+
+def default_beta(trainer: str, loss_type: str | None) -> float | None:
+    """The registry beta of a (trainer, loss_type); None for the DPO family (training.beta applies)."""
+    return BETA_DEFAULTS.get((trainer, loss_type), BETA_DEFAULTS.get((trainer, None)))
+
+
+def key_problems(settings: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, why) for every merged training key that would not reach the method's trainer.
+
+    Pure and import-free (the static table in :mod:`.trl_fields`), so parse-time checks stay fast.
+    """
+    trainer = settings.get("trainer", "dpo")
+    accepted = trl_fields.accepted_fields(trainer)
+    cls = trl_fields.config_class_name(trainer)
+    out = []
+    for key in sorted(settings):
+        if key in WORKFLOW_KEYS:
+            continue
+        if key in REJECTED:
+            out.append((key, REJECTED[key]))
+        elif key == "loss_type":
+            if settings[key] is not None and "loss_type" not in accepted:
+                out.append((key, f"is not a setting of TRL's {cls} (trainer {trainer!r}; it has one loss)"))
+        elif key == "warmup_ratio":
+            if "warmup_steps" in settings:
+                out.append((key, "and warmup_steps both set the warmup (warmup_ratio becomes warmup_steps); set one"))
+        elif key not in accepted:
+            out.append((key, f"is not a setting of TRL's {cls} (trainer {trainer!r})"))
+    return out
 
 
 def trl_config(settings: dict[str, Any], output_dir: str, use_cpu: bool, bf16: bool):
-    """Build the TRL config for a method's merged settings."""
-    import inspect
+    """Build the TRL config for a method's merged settings.
 
-    config_cls, _ = classes(settings["trainer"])
-    accepted = set(inspect.signature(config_cls).parameters)
-    kwargs: dict[str, Any] = {k: settings[k] for k in PASSTHROUGH if k in settings and k in accepted}
-    # transformers 5 has no warmup_ratio: its warmup_steps takes a float in [0, 1) as a ratio.
+    Every key reaches the config (itself, or through :data:`MAPPED`) or is in :data:`WORKFLOW_KEYS`;
+    any other key raises (checks.py reports the same at parse time, naming where it was written).
+    """
+    trainer = settings["trainer"]
+    problems = key_problems(settings)
+    if problems:
+        raise ValueError("; ".join(f"{k} {why}" for k, why in problems))
+    config_cls, _ = classes(trainer)
+    kwargs: dict[str, Any] = {k: v for k, v in settings.items() if k not in WORKFLOW_KEYS and k not in MAPPED}
     if "warmup_ratio" in settings:
         kwargs["warmup_steps"] = float(settings["warmup_ratio"])
     loss_type = settings.get("loss_type")
-    if loss_type is not None and "loss_type" in accepted:
-        kwargs["loss_type"] = [loss_type] if settings["trainer"] == "dpo" else loss_type
-    if settings["trainer"] == "dpo" and loss_type == "exo_pair" and not settings.get("label_smoothing"):
+    if loss_type is not None:
+        kwargs["loss_type"] = [loss_type] if trainer == "dpo" else loss_type
+    if trainer == "dpo" and loss_type == "exo_pair" and not settings.get("label_smoothing"):
         raise ValueError("loss_type exo_pair needs label_smoothing > 0")
     return config_cls(
         output_dir=output_dir, use_cpu=use_cpu, bf16=bf16, report_to=[], save_strategy="no",
         logging_steps=1, disable_tqdm=False, dataloader_num_workers=0, **kwargs,
     )
+
+
+# The TRL config fields train.json's effective_hyperparameters shows (where the class has them),
+# besides every other key the config set.
+EFFECTIVE_FIELDS = (
+    "loss_type", "beta", "learning_rate", "lr_scheduler_type", "warmup_steps", "num_train_epochs",
+    "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+    "truncation_mode", "max_completion_length", "optim", "weight_decay", "max_grad_norm",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "label_smoothing", "simpo_gamma", "cpo_alpha",
+    "desirable_weight", "undesirable_weight", "f_divergence_type", "gradient_checkpointing",
+    "seed", "bf16", "use_cpu", "precompute_ref_log_probs",
+)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able form of a TRL config value (enums by value, a one-element loss list flattened)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return items[0] if len(items) == 1 else items
+    return value
+
+
+def effective_hyperparameters(args: Any, settings: dict[str, Any], trainer_class: str,
+                              peft_config: Any = None, dtype: str | None = None) -> dict[str, Any]:
+    """Flat dict of what the run's TRL config (and its adapter) actually carry.
+
+    ``args`` is the config :func:`trl_config` built; ``trainer_class`` the trainer class that ran;
+    ``dtype`` the loaded model's weights dtype. Keys are TRL's field names, plus ``trainer``,
+    ``trainer_class``, ``config_class``, ``peft``, ``dtype`` and ``lora_*``.
+    """
+    out: dict[str, Any] = {"trainer": settings["trainer"], "trainer_class": trainer_class,
+                           "config_class": type(args).__name__}
+    configured = [k for k in settings if k not in WORKFLOW_KEYS and k not in MAPPED]
+    for name in (*EFFECTIVE_FIELDS, *sorted(configured)):
+        if name in out or not hasattr(args, name):
+            continue
+        out[name] = _plain(getattr(args, name))
+    out["peft"] = settings.get("peft", "lora")
+    out["dtype"] = dtype or settings.get("dtype", "float32")
+    if peft_config is not None:
+        out["lora_r"] = peft_config.r
+        out["lora_alpha"] = peft_config.lora_alpha
+        out["lora_dropout"] = peft_config.lora_dropout
+        targets = peft_config.target_modules
+        out["lora_target_modules"] = targets if isinstance(targets, str) else sorted(targets)
+    return out
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A documented difference between TRL 1.16.0 and TRL 0.11.4 (the paper's era) in a loss or its
+    inputs. ``applies(settings)`` says whether a method's merged settings depend on it (None: it
+    depends on the data, not on the config, and is documented only). README.md (Methods) lists them."""
+
+    name: str
+    text: str
+    applies: Callable[[dict[str, Any]], bool] | None
+
+
+def _ls(settings: dict[str, Any]) -> float:
+    value = settings.get("label_smoothing", 0.0)
+    return max(value) if isinstance(value, list) else float(value or 0.0)
+
+
+# Checked line by line against trl/trainer/{dpo,kto,orpo,cpo}_trainer.py at v0.11.4 and the
+# installed 1.16.0. Equal in both (no entry): robust, hinge, ipo (0.11 also divided policy and
+# reference log-probs by the completion length, EOS included), exo_pair (0.11 silently replaced
+# label_smoothing 0 by 1e-3; 1.16 raises, checks.py requires > 0), nca_pair, sppo_hard, aot,
+# aot_unpaired (0.11's "aot_pair", renamed), apo_zero, ORPO (0.11 took log(sigmoid(.)), 1.16
+# logsigmoid(.): the same value, stabler) and SimPO/CPO.
+DEVIATIONS = (
+    Deviation(
+        "sigmoid_label_smoothing",
+        "TRL 0.11's 'sigmoid' with label_smoothing eps > 0 was conservative DPO "
+        "-(1-eps) log s(b h) - eps log s(-b h); TRL 1.16's 'sigmoid' ignores eps (plain DPO)",
+        lambda s: s.get("trainer", "dpo") == "dpo" and s.get("loss_type") == "sigmoid" and _ls(s) > 0,
+    ),
+    Deviation(
+        "bco_pair_running_mean",
+        "TRL 0.11's 'bco_pair' shifted the rewards by a running mean delta of the batch rewards "
+        "(RunningMoments): -log s(b r_w - delta) - log s(-(b r_l - delta)); TRL 1.16 keeps no "
+        "running mean (delta = 0)",
+        lambda s: s.get("trainer", "dpo") == "dpo" and s.get("loss_type") == "bco_pair",
+    ),
+    Deviation(
+        "kto_kl_chunks",
+        "KTO's mismatched (prompt, completion) pairs for z_ref rotate completions by one within chunks "
+        "of per_device_train_batch_size rows in TRL 1.16, of per_device_train_batch_size x "
+        "gradient_accumulation_steps x processes rows in TRL 0.11 (the first row of each chunk differs)",
+        lambda s: s.get("trainer") == "kto" and s.get("loss_type", "kto") == "kto"
+        and int(s.get("gradient_accumulation_steps", 1)) > 1,
+    ),
+    Deviation(
+        "truncation",
+        "over-long rows: TRL 0.11 cut the prompt (keeping its end) to max_prompt_length, then the "
+        "completions to max_length - max_prompt_length; TRL 1.16 cuts prompt + completion together to "
+        "max_length, keeping the start (no max_prompt_length, which the config therefore rejects)",
+        None,
+    ),
+)
+
+
+def deviations(settings: dict[str, Any]) -> list[Deviation]:
+    """The documented TRL 1.16 vs 0.11 deviations a method's merged settings depend on."""
+    return [d for d in DEVIATIONS if d.applies is not None and d.applies(settings)]
