@@ -1,12 +1,17 @@
 """Training stage: shared reference log-probs are TRL's own, every trainer moves the margin."""
 
+import dataclasses
+import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from safealign import grid
 from safealign.data.preference import from_pku
-from safealign.train import methods
+from safealign.train import methods, trl_fields
 from safealign.models import load_model, load_tokenizer
 from safealign.train.run import compute_ref_logps, pair_margins, train
 from safealign.world import build, data
@@ -113,6 +118,10 @@ def test_wrong_shared_reference_changes_the_loss(tiny, tmp_path):
 def test_each_trainer_moves_the_margin_toward_chosen(tiny, tmp_path, trainer, loss_type):
     ref, pairs = tiny
     s = {**SETTINGS, "trainer": trainer, "loss_type": loss_type, "num_train_epochs": 2}
+    if trainer in ("kto", "orpo"):
+        del s["label_smoothing"]  # KTOConfig and ORPOConfig have none: trl_config refuses it
+    if trainer == "orpo":
+        del s["loss_type"]
     if loss_type == "simpo":
         s.update(simpo_gamma=0.5, cpo_alpha=0.0)
     log = train(ref, pairs, s, tmp_path / "out", None)
@@ -134,6 +143,91 @@ def test_trl_config_carries_the_method_settings(tmp_path):
     simpo = methods.trl_config({**SETTINGS, "trainer": "cpo", "loss_type": "simpo", "simpo_gamma": 0.5,
                                 "cpo_alpha": 0.0}, str(tmp_path), True, False)
     assert type(simpo).__name__ == "CPOConfig" and simpo.loss_type == "simpo" and simpo.cpo_alpha == 0.0
+
+
+def test_static_trl_field_table_matches_installed_trl():
+    """checks.py decides at parse time from trl_fields; it must be what the installed TRL accepts."""
+    from transformers import TrainingArguments
+
+    base = {f.name for f in dataclasses.fields(TrainingArguments)}
+    assert set(trl_fields.TRAINING_ARGUMENTS_FIELDS) == base, sorted(base ^ trl_fields.TRAINING_ARGUMENTS_FIELDS)
+    for trainer in methods.TRAINERS:
+        config_cls, _ = methods.classes(trainer)
+        fields = {f.name for f in dataclasses.fields(config_cls)}
+        assert trl_fields.config_class_name(trainer) == config_cls.__name__
+        assert trl_fields.accepted_fields(trainer) == fields, (trainer, sorted(fields - base))
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_every_configured_training_key_reaches_the_trainer(name, tmp_path):
+    """For every method of a shipped config: each merged training key is on the TRL config with its
+    configured value (warmup_ratio as warmup_steps, a DPO loss_type as a one-element list) or is one
+    of the keys the workflow itself consumes."""
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / name).read_text())
+    seen = set()
+    for v in grid.variants(cfg):
+        if not v.method:
+            continue
+        args = methods.trl_config(v.settings, str(tmp_path), use_cpu=True, bf16=False)
+        for key, value in v.settings.items():
+            if key in methods.WORKFLOW_KEYS:
+                continue
+            if key == "loss_type" and v.settings["trainer"] == "dpo":
+                assert args.loss_type == [value], (v.name, key)
+            elif key in methods.MAPPED:  # warmup_ratio -> warmup_steps, gradient_checkpointing -> activation_...
+                assert getattr(args, methods.MAPPED[key]) == value, (v.name, key)
+            else:
+                assert getattr(args, key) == value, (v.name, key, getattr(args, key), value)
+            seen.add(key)
+        seen.add(v.settings["trainer"])
+    assert {"warmup_ratio", "gradient_checkpointing", "beta", "learning_rate", "optim", "max_length", "seed"} <= seen
+    assert {"dpo", "kto", "orpo", "cpo"} <= seen
+
+
+def test_workflow_keys_are_not_trl_fields_except_bf16():
+    """The workflow-consumed keys must not shadow a TRL field (bf16 is the one it passes on a GPU)."""
+    for trainer in methods.TRAINERS:
+        assert set(methods.WORKFLOW_KEYS) & trl_fields.accepted_fields(trainer) == {"bf16"}
+
+
+@pytest.mark.parametrize("trainer, key, needle", [
+    ("kto", "label_smoothing", "label_smoothing is not a setting of TRL's KTOConfig (trainer 'kto')"),
+    ("orpo", "label_smoothing", "label_smoothing is not a setting of TRL's ORPOConfig (trainer 'orpo')"),
+    ("dpo", "simpo_gamma", "simpo_gamma is not a setting of TRL's DPOConfig (trainer 'dpo')"),
+    ("dpo", "max_prompt_length", "max_prompt_length has no TRL 1.16 field"),
+])
+def test_trl_config_refuses_a_key_the_trainer_does_not_have(tmp_path, trainer, key, needle):
+    s = {**SETTINGS, "trainer": trainer, "loss_type": None if trainer == "orpo" else SETTINGS["loss_type"]}
+    s.pop("label_smoothing")
+    if trainer == "kto":
+        s["loss_type"] = "kto"
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        methods.trl_config({**s, key: 1}, str(tmp_path), True, False)
+
+
+def test_effective_hyperparameters_are_what_the_trl_config_carries(tmp_path):
+    from peft import LoraConfig
+
+    s = {**SETTINGS, "trainer": "cpo", "loss_type": "simpo", "beta": 2.0, "simpo_gamma": 0.5,
+         "cpo_alpha": 0.0, "warmup_ratio": 0.1, "lr_scheduler_type": "cosine", "weight_decay": 0.01}
+    args = methods.trl_config(s, str(tmp_path), True, False)
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["v_proj", "q_proj"])
+    eff = methods.effective_hyperparameters(args, s, "CPOTrainer", lora, "float32")
+    assert eff["trainer"] == "cpo" and eff["trainer_class"] == "CPOTrainer" and eff["config_class"] == "CPOConfig"
+    assert eff["loss_type"] == "simpo" and eff["beta"] == 2.0 and eff["simpo_gamma"] == 0.5
+    assert eff["cpo_alpha"] == 0.0 and eff["label_smoothing"] == 0.0
+    assert eff["warmup_steps"] == 0.1 and eff["lr_scheduler_type"] == "cosine" and eff["optim"] == "adamw_torch"
+    assert eff["learning_rate"] == 5e-3 and eff["per_device_train_batch_size"] == 8
+    assert eff["gradient_accumulation_steps"] == 1 and eff["max_length"] == 96 and eff["seed"] == 0
+    assert eff["weight_decay"] == 0.01  # a configured key beyond the listed ones shows too
+    assert eff["bf16"] is False and eff["use_cpu"] is True and eff["peft"] == "lora" and eff["dtype"] == "float32"
+    assert (eff["lora_r"], eff["lora_alpha"], eff["lora_dropout"]) == (8, 16, 0.0)
+    assert eff["lora_target_modules"] == ["q_proj", "v_proj"]
+    json.dumps(eff)  # plain values only
+    dpo = methods.effective_hyperparameters(methods.trl_config(SETTINGS, str(tmp_path), True, False),
+                                            SETTINGS, "DPOTrainer")
+    assert dpo["loss_type"] == "sigmoid" and dpo["beta"] == 0.1 and "simpo_gamma" not in dpo
+    assert "lora_r" not in dpo
 
 
 def test_pinned_trl_loss_types_match_the_adapter():

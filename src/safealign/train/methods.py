@@ -90,6 +90,8 @@ WORKFLOW_KEYS = {
 MAPPED = {
     # transformers 5 has no warmup_ratio: its warmup_steps takes a float in [0, 1) as a ratio.
     "warmup_ratio": "warmup_steps",
+    # transformers 5.23 renamed it (the old name still works, with a FutureWarning).
+    "gradient_checkpointing": "activation_checkpointing",
     # DPOConfig.loss_type is a list (TRL 1.16 can mix losses); the other trainers take a string.
     "loss_type": "loss_type",
 }
@@ -146,9 +148,9 @@ def key_problems(settings: dict[str, Any]) -> list[tuple[str, str]]:
         elif key == "loss_type":
             if settings[key] is not None and "loss_type" not in accepted:
                 out.append((key, f"is not a setting of TRL's {cls} (trainer {trainer!r}; it has one loss)"))
-        elif key == "warmup_ratio":
-            if "warmup_steps" in settings:
-                out.append((key, "and warmup_steps both set the warmup (warmup_ratio becomes warmup_steps); set one"))
+        elif key in MAPPED:
+            if MAPPED[key] in settings:
+                out.append((key, f"and {MAPPED[key]} are the same setting ({key} becomes {MAPPED[key]}); set one"))
         elif key not in accepted:
             out.append((key, f"is not a setting of TRL's {cls} (trainer {trainer!r})"))
     return out
@@ -168,6 +170,10 @@ def trl_config(settings: dict[str, Any], output_dir: str, use_cpu: bool, bf16: b
     kwargs: dict[str, Any] = {k: v for k, v in settings.items() if k not in WORKFLOW_KEYS and k not in MAPPED}
     if "warmup_ratio" in settings:
         kwargs["warmup_steps"] = float(settings["warmup_ratio"])
+    if "activation_checkpointing" not in settings:
+        # Set even when unconfigured (as transformers' default, off): else its deprecated
+        # gradient_checkpointing default warns on every run.
+        kwargs["activation_checkpointing"] = bool(settings.get("gradient_checkpointing", False))
     loss_type = settings.get("loss_type")
     if loss_type is not None:
         kwargs["loss_type"] = [loss_type] if trainer == "dpo" else loss_type
@@ -186,7 +192,7 @@ EFFECTIVE_FIELDS = (
     "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
     "truncation_mode", "max_completion_length", "optim", "weight_decay", "max_grad_norm",
     "adam_beta1", "adam_beta2", "adam_epsilon", "label_smoothing", "simpo_gamma", "cpo_alpha",
-    "desirable_weight", "undesirable_weight", "f_divergence_type", "gradient_checkpointing",
+    "desirable_weight", "undesirable_weight", "f_divergence_type", "activation_checkpointing",
     "seed", "bf16", "use_cpu", "precompute_ref_log_probs",
 )
 

@@ -184,6 +184,8 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
             args.precompute_ref_log_probs = True
         trainer = trainer_cls(model=model, args=args, train_dataset=_dataset(pairs, trainer_name),
                               processing_class=tok, peft_config=peft_config)
+        effective = methods.effective_hyperparameters(
+            trainer.args, settings, trainer_cls.__name__, peft_config, str(model.dtype).removeprefix("torch."))
         result = trainer.train()
         trainer.model.eval()
         after = pair_margins(trainer.model, tok, pairs, settings["max_length"])
@@ -197,6 +199,8 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
         "margin_after": sum(after) / len(after),
         "shared_reference": shared,
         "settings": settings,
+        # What the TRL config and adapter actually carried (the report shows it).
+        "effective_hyperparameters": effective,
     }
 
 
