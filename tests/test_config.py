@@ -109,3 +109,72 @@ def test_cli_strings_are_coerced_like_yaml_numbers():
                                    "enabled": False, "seeds": [1, 2]}
     assert cfg["models"]["x"]["revision"] == "1234"  # free text stays text
     assert cfg["benchmarks"]["b"] == {"system_prompt": "42", "n": None}
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["methods"]["safe_kto"].update(label_smoothing=0.1),
+     "config.methods.safe_kto: label_smoothing is not a setting of TRL's KTOConfig (trainer 'kto')"),
+    (lambda c: c["training"].update(label_smoothing=0.0),
+     "config.methods.safe_kto: label_smoothing is not a setting of TRL's KTOConfig (trainer 'kto') "
+     "(inherited from config.training.label_smoothing; set it on the methods whose trainer has it, "
+     "not in config.training)"),
+    (lambda c: c["models"]["tiny"]["training"].update(simpo_gamma=0.5),
+     "config.methods.safe_dpo: simpo_gamma is not a setting of TRL's DPOConfig (trainer 'dpo') "
+     "(inherited from config.models.tiny.training.simpo_gamma"),
+    (lambda c: c["methods"]["safe_orpo"].update(loss_type="sigmoid"),
+     "config.methods.safe_orpo: loss_type is not a setting of TRL's ORPOConfig (trainer 'orpo'"),
+    (lambda c: c["methods"]["safe_dpo"].update(learning_rat=1e-3),
+     "config.methods.safe_dpo: learning_rat is not a setting of TRL's DPOConfig (trainer 'dpo')"),
+    (lambda c: c["methods"]["safe_dpo"].update(warmup_steps=10),
+     "config.methods.safe_dpo: warmup_ratio and warmup_steps are the same setting"),
+    (lambda c: c["methods"]["safe_dpo"].update(output_dir="/tmp/x"),
+     "config.methods.safe_dpo: output_dir is set by the workflow"),
+])
+def test_a_training_key_the_trainer_does_not_have_is_an_error(default_config, mutate, message):
+    cfg = copy.deepcopy(default_config)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    assert message in str(err.value)
+
+
+def test_max_prompt_length_is_rejected_saying_why(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["training"]["max_prompt_length"] = 512
+    validate(cfg)  # the schema leaves it to the semantic check, which says why
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    msg = str(err.value)
+    assert msg.startswith("config.methods.safe_dpo: max_prompt_length has no TRL 1.16 field")
+    assert "truncation_mode" in msg and "max_length" in msg and "config.training.max_prompt_length" in msg
+
+
+def test_any_field_of_the_trainers_config_is_accepted(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["training"]["max_grad_norm"] = 0.5  # a TrainingArguments field every trainer has
+    cfg["methods"]["safe_kto"]["desirable_weight"] = 1.5
+    check_config(cfg)
+
+
+def test_deviations_from_the_papers_trl_warn_once_naming_the_methods(default_config, capsys):
+    cfg = copy.deepcopy(default_config)
+    cfg["seeds"] = [0, 1]
+    cfg["methods"]["safe_dpo"]["label_smoothing"] = 0.1
+    check_config(cfg)
+    err = capsys.readouterr().err
+    assert err.count("(bco_pair_running_mean)") == 1
+    assert "config.methods.safe_bco depends on a documented deviation" in err
+    assert "config.methods.safe_dpo depends on a documented deviation from the paper's TRL 0.11 " \
+           "(sigmoid_label_smoothing)" in err
+    assert "kto_kl_chunks" not in err  # gradient_accumulation_steps is 1 in the tiny world
+    cfg["training"]["gradient_accumulation_steps"] = 4
+    check_config(cfg)
+    assert "config.methods.safe_kto depends on a documented deviation" in capsys.readouterr().err
+
+
+def test_every_documented_deviation_is_in_the_readme():
+    from safealign.train.methods import DEVIATIONS
+
+    readme = (REPO / "README.md").read_text()
+    for d in DEVIATIONS:
+        assert f"`{d.name}`" in readme, d.name

@@ -74,3 +74,20 @@ def test_reference_key_separates_what_changes_the_reference(default_config):
 
 def test_canonical_params_ignore_key_order():
     assert grid.canonical({"b": 1, "a": {"d": 2, "c": 3}}) == grid.canonical({"a": {"c": 3, "d": 2}, "b": 1})
+
+
+def test_beta_defaults_per_trainer_and_precedence(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["training"]["beta"] = 0.01
+    cfg["methods"]["safe_kto2"] = {"trainer": "kto", "loss_type": "kto", "beta": 0.3}
+    betas = {v.method: v.settings["beta"] for v in grid.variants(cfg) if v.method}
+    # training.beta is the DPO family's; ORPO (lambda), SimPO and KTO take their registry default ...
+    assert betas["safe_dpo"] == betas["safe_nca"] == 0.01
+    assert (betas["safe_orpo"], betas["safe_simpo"], betas["safe_kto"]) == (0.1, 2.0, 0.1)
+    # ... unless the method sets beta itself
+    assert betas["safe_kto2"] == 0.3
+    cfg["methods"]["safe_simpo"]["beta"] = [2.0, 2.5]
+    cfg["models"]["tiny"]["training"]["beta"] = 0.05
+    cells = {v.name: v.settings["beta"] for v in grid.variants(cfg) if v.method}
+    assert cells["safe_simpo-beta2.5-seed0"] == 2.5 and cells["safe_dpo-seed0"] == 0.05
+    assert cells["safe_orpo-seed0"] == 0.1
