@@ -126,6 +126,10 @@ def test_each_trainer_moves_the_margin_toward_chosen(tiny, tmp_path, trainer, lo
         s.update(simpo_gamma=0.5, cpo_alpha=0.0)
     log = train(ref, pairs, s, tmp_path / "out", None)
     assert log["margin_after"] > log["margin_before"], (log["margin_before"], log["margin_after"])
+    eff = log["effective_hyperparameters"]  # what train.json shows: the values the trainer ran with
+    assert eff["trainer"] == trainer and eff["beta"] == s["beta"] and eff["num_train_epochs"] == 2
+    assert eff["loss_type"] == loss_type if trainer != "orpo" else "loss_type" not in eff
+    assert eff["lora_r"] == 8 and eff["dtype"] == "float32" and eff["bf16"] is False
     assert (tmp_path / "out" / "adapter_config.json").exists()
 
 
@@ -249,3 +253,11 @@ def test_full_fine_tuning_variant_is_loaded_as_the_model(tiny, tmp_path):
     out = generate_texts(ref, str(tmp_path / "full"), ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"],
                          {"max_new_tokens": 4, "batch_size": 1})
     assert len(out) == 1 and isinstance(out[0]["text"], str)
+
+
+@pytest.mark.parametrize("key", ["output_dir", "use_cpu", "report_to", "save_strategy", "logging_steps",
+                                 "disable_tqdm", "dataloader_num_workers", "precompute_ref_log_probs"])
+def test_fields_the_workflow_sets_cannot_be_configured(tmp_path, key):
+    """trl_config sets these itself: a configured one is a named error, not a clash or an override."""
+    with pytest.raises(ValueError, match=f"^{key} is set by the workflow"):
+        methods.trl_config({**SETTINGS, key: 1}, str(tmp_path), True, False)

@@ -108,6 +108,8 @@ REJECTED = {
     "save_strategy": "is set by the workflow (the final adapter is saved once)",
     "logging_steps": "is set by the workflow (every step is logged to train.json)",
     "precompute_ref_log_probs": "is set by the workflow (see share_reference)",
+    "disable_tqdm": "is set by the workflow",
+    "dataloader_num_workers": "is set by the workflow (0: data is tokenized in the job's process)",
     "label_smoothing_factor": "is ignored by TRL's preference trainers (set label_smoothing where the trainer has it)",
 }
 
