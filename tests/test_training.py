@@ -184,7 +184,8 @@ def test_every_configured_training_key_reaches_the_trainer(name, tmp_path):
                 assert getattr(args, key) == value, (v.name, key, getattr(args, key), value)
             seen.add(key)
         seen.add(v.settings["trainer"])
-    assert {"warmup_ratio", "gradient_checkpointing", "beta", "learning_rate", "optim", "max_length", "seed"} <= seen
+    assert {"warmup_ratio", "gradient_checkpointing", "beta", "learning_rate", "optim", "max_length",
+            "seed"} <= seen
     assert {"dpo", "kto", "orpo", "cpo"} <= seen
 
 

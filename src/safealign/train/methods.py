@@ -110,7 +110,8 @@ REJECTED = {
     "precompute_ref_log_probs": "is set by the workflow (see share_reference)",
     "disable_tqdm": "is set by the workflow",
     "dataloader_num_workers": "is set by the workflow (0: data is tokenized in the job's process)",
-    "label_smoothing_factor": "is ignored by TRL's preference trainers (set label_smoothing where the trainer has it)",
+    "label_smoothing_factor": ("is ignored by TRL's preference trainers (their compute_loss has no label "
+                               "smoother): set label_smoothing where the trainer has it"),
 }
 
 # What beta means differs per trainer: DPO's KL weight (TRL default 0.1; the paper's recipe 0.01),
