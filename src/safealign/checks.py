@@ -76,19 +76,24 @@ def _written_in(config: dict[str, Any], model: str, method: str, key: str) -> st
 def check_training_keys(config: dict[str, Any]) -> None:
     """Every merged training key reaches the method's TRL config or the workflow (train/methods.py).
 
-    A key the trainer does not have is an error naming the method, the key, the trainer and, when
-    it was inherited, the block it was written in (a global key must suit every method's trainer).
+    A key the trainer does not have is an error naming the key where it was written (the method,
+    ``models.<name>.training`` or ``training``), the trainer and, when inherited, the method that
+    inherits it (a global key must suit every method's trainer). One line per problem.
     """
+    lines: list[str] = []
     for v in variants(config):
         if not v.method:
             continue
         for key, why in key_problems(v.settings):
             where = _written_in(config, v.model, v.method, key)
-            msg = f"config.methods.{v.method}: {key} {why}"
+            msg = f"{where}.{key} {why}"
             if where != f"config.methods.{v.method}":
-                msg += (f" (inherited from {where}.{key}; set it on the methods whose trainer has it, "
-                        f"not in {where})")
-            _err(msg)
+                msg += (f", and config.methods.{v.method} inherits it; set it on the methods whose trainer "
+                        f"has it, not in {where}")
+            if msg not in lines:
+                lines.append(msg)
+    if lines:
+        _err("\n".join(lines))
 
 
 def warn_deviations(config: dict[str, Any]) -> None:

@@ -79,3 +79,41 @@ def accepted_fields(trainer: str) -> frozenset[str]:
 
 def config_class_name(trainer: str) -> str:
     return TRAINER_FIELDS[trainer][0]
+
+
+# transformers.trainer_utils.SchedulerType values: the names lr_scheduler_type accepts.
+LR_SCHEDULER_TYPES = frozenset({
+    "constant", "constant_with_warmup", "cosine", "cosine_warmup_with_min_lr", "cosine_with_min_lr",
+    "cosine_with_restarts", "greedy", "inverse_sqrt", "linear", "polynomial", "reduce_lr_on_plateau",
+    "warmup_stable_decay",
+})
+
+# transformers.training_args.OptimizerNames values: the names optim accepts (some need an extra
+# package at run time, e.g. bitsandbytes for paged_* and *_8bit).
+OPTIMIZERS = frozenset({
+    "adafactor", "adagrad", "adalomo", "adamw_8bit", "adamw_anyprecision", "adamw_bnb_8bit",
+    "adamw_torch", "adamw_torch_4bit", "adamw_torch_8bit", "adamw_torch_fused",
+    "adamw_torch_npu_fused", "adamw_torch_xla", "ademamix", "ademamix_8bit", "apollo_adamw",
+    "apollo_adamw_layerwise", "galore_adafactor", "galore_adafactor_layerwise", "galore_adamw",
+    "galore_adamw_8bit", "galore_adamw_8bit_layerwise", "galore_adamw_layerwise", "grokadamw",
+    "lion_32bit", "lion_8bit", "lomo", "paged_adamw_32bit", "paged_adamw_8bit",
+    "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop",
+    "rmsprop_bnb", "rmsprop_bnb_32bit", "rmsprop_bnb_8bit", "schedule_free_adamw",
+    "schedule_free_radam", "schedule_free_sgd", "sgd", "stable_adamw",
+})
+
+# Names of the Linear / Embedding modules (what LoRA can adapt) of a tiny-world LlamaForCausalLM
+# (world/build.py), relative to the model, with {i} the layer index.
+WORLD_LLAMA_LORA_MODULES = (
+    "model.embed_tokens", "lm_head",
+    *(f"model.layers.{{i}}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj")),
+    *(f"model.layers.{{i}}.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")),
+)
+
+
+def world_llama_lora_modules(num_hidden_layers: int) -> list[str]:
+    """Full names of the LoRA-adaptable modules of a tiny-world Llama with that many layers."""
+    out = []
+    for name in WORLD_LLAMA_LORA_MODULES:
+        out += [name.format(i=i) for i in range(num_hidden_layers)] if "{i}" in name else [name]
+    return out

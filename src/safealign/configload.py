@@ -1,0 +1,449 @@
+"""The parse-time path from the config Snakemake loaded to a validated config (workflow/Snakefile).
+
+:func:`load_config` is what the Snakefile runs before any rule exists: it re-reads the config files
+with a YAML loader that refuses duplicate keys, resolves ``null`` removals in sources and model refs,
+coerces ``--config`` strings, validates against the schema, checks every training key where it was
+written, fills the schema's defaults and checks values against the installed libraries and the
+models. Every problem is one line (key path, what is wrong, what is allowed); all of them are raised
+together as one :class:`~safealign.checks.ConfigError`. ``rules/common.smk`` then runs
+:func:`safealign.checks.check_config` (semantic checks on the complete config).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .checks import ConfigError, coerce_cli_scalars
+from .grid import SWEEPABLE, variants
+from .train import trl_fields
+from .train.methods import MAPPED, REJECTED, TRAINERS, WORKFLOW_KEYS, key_problems
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+# Keys of which a source / model ref holds exactly one (the others must be absent or null).
+EXCLUSIVE = ("world", "path", "hub")
+# Keys a later config file may remove from a source or model ref by writing null.
+REMOVABLE = (*EXCLUSIVE, "revision", "config", "split", "gguf_file")
+# Keys only a method sets (in `training` or `models.<name>.training` they would be ignored).
+METHOD_ONLY = {
+    "trainer": "each method names its trainer",
+    "loss_type": "each method names its loss",
+    "enabled": "it drops one method from the grid",
+    "seeds": "a grid setting: write config.seeds, or seeds on a method",
+}
+CLI_FORM = "--config 'training={beta: 0.2}'"
+
+
+def dotted(parts: Iterable[Any]) -> str:
+    out = "config"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _listing(values: Iterable[Any], limit: int = 40) -> str:
+    values = [str(v) for v in values]
+    more = f", ... ({len(values) - limit} more)" if len(values) > limit else ""
+    return ", ".join(values[:limit]) + more
+
+
+# ---------------------------------------------------------------- duplicate YAML keys
+
+
+def duplicate_keys(path: str | Path) -> list[str]:
+    """One line per key written twice in the same mapping of a YAML/JSON config file.
+
+    Snakemake's loader keeps the last of two equal keys silently; this walks the composed YAML
+    node tree (line numbers are 1-based) so the first one is not lost without a word.
+    """
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return []  # Snakemake reports unreadable files itself
+    out: list[str] = []
+
+    def walk(node: yaml.Node, parts: list[Any]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen and key != "<<":
+                    out.append(f"{path}:{line}: {dotted([*parts, key])} is written twice (first on line "
+                               f"{seen[key]}); YAML keeps only the last one, so remove or rename one")
+                seen.setdefault(key, line)
+                walk(value_node, [*parts, key])
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, [*parts, i])
+
+    if root is not None:
+        walk(root, [])
+    return out
+
+
+# ---------------------------------------------------------------- sources and model refs
+
+
+def _refs(config: dict[str, Any]) -> list[tuple[list[Any], dict[str, Any]]]:
+    """(key path, dict) of every source and model ref (the dicts holding one of world/path/hub)."""
+    out: list[tuple[list[Any], dict[str, Any]]] = []
+
+    def add(parts: list[Any], node: Any) -> None:
+        if isinstance(node, dict):
+            out.append((parts, node))
+
+    add(["preference_data", "source"], (config.get("preference_data") or {}).get("source"))
+    add(["capability", "source"], (config.get("capability") or {}).get("source"))
+    for kind in ("benchmarks", "models", "judges"):
+        for name, spec in (config.get(kind) or {}).items():
+            if not isinstance(spec, dict):
+                continue
+            if kind == "benchmarks":
+                add([kind, name, "source"], spec.get("source"))
+            elif kind == "models":
+                add([kind, name], spec)
+            else:
+                add([kind, name, "model"], spec.get("model"))
+    return out
+
+
+def resolve_removals(config: dict[str, Any]) -> list[str]:
+    """Drop null keys of sources and model refs (null = "removed"); one line per ref left with two
+    of world / path / hub (config files and --config merge dicts, so an overlay cannot replace one)."""
+    out = []
+    for parts, ref in _refs(config):
+        for key in REMOVABLE:
+            if key in ref and ref[key] is None:
+                del ref[key]
+        both = [k for k in EXCLUSIVE if k in ref]
+        if len(both) > 1:
+            keep = both[-1]
+            drop = [k for k in both if k != keep]
+            out.append(f"{dotted(parts)}: sets both {' and '.join(both)}, but takes exactly one of world / path "
+                       f"/ hub; config files and --config merge into the earlier one, so to switch to {keep} "
+                       f"write {', '.join(f'{k}: null' for k in drop)} next to it (null removes a key)")
+    return out
+
+
+# ---------------------------------------------------------------- schema errors, one line each
+
+
+def _schema_at(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while isinstance(schema, dict) and "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].removeprefix("#/$defs/")]
+    return schema
+
+
+def _type_name(t: Any) -> str:
+    names = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true or false",
+             "object": "a mapping", "array": "a list", "null": "null"}
+    return " or ".join(names.get(x, x) for x in (t if isinstance(t, list) else [t]))
+
+
+def _allowed_of(schema: dict[str, Any], root: dict[str, Any]) -> str:
+    """What a oneOf/type-only schema allows, in words."""
+    schema = _schema_at(schema, root)
+    if "oneOf" in schema:
+        alts = [_schema_at(a, root) for a in schema["oneOf"]]
+        if all("required" in a and "type" not in a for a in alts):
+            return "exactly one of " + " / ".join("+".join(a["required"]) for a in alts)
+        return " or ".join(_allowed_of(a, root) for a in alts)
+    words = _type_name(schema.get("type", "any"))
+    if schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        words += f" of {_allowed_of(schema['items'], root).removeprefix('a ').removeprefix('an ')}s"
+    for key, op in (("exclusiveMinimum", ">"), ("minimum", ">="), ("maximum", "<=")):
+        if key in schema:
+            words += f" {op} {schema[key]}"
+    return words
+
+
+def _error_lines(err: Any, root: dict[str, Any]) -> list[str]:
+    path = list(err.absolute_path)
+    where = dotted(path)
+    v, value, inst = err.validator, err.validator_value, err.instance
+    if "propertyNames" in err.absolute_schema_path:
+        what = (f"must match {value}" if v == "pattern"
+                else f"is not allowed{_suggest(str(inst), map(str, value))}; allowed: {_listing(value)}")
+        return [f"{where}.{inst}: the name {inst!r} {what}"]
+    if v == "additionalProperties":
+        props = err.schema.get("properties", {})
+        out = []
+        for key in inst:
+            if key in props:
+                continue
+            hint = _suggest(str(key), props)
+            if "." in str(key) and not path:
+                head, _, rest = str(key).partition(".")
+                hint = (f" (a dotted key is not nested: in a config file write `{head}: {{{rest}: ...}}`, "
+                        f"on the command line {CLI_FORM})")
+            out.append(f"{dotted([*path, key])}: unknown key{hint}; allowed: {_listing(props)}")
+        return out
+    if v == "required":
+        return [f"{where}: missing required key {k!r}" for k in value if k not in inst]
+    if v == "dependentRequired":
+        return [f"{dotted([*path, k])}: needs {' and '.join(need)} next to it; remove it (write {k}: null) "
+                f"or set {' and '.join(need)}" for k, need in value.items() if k in inst
+                and any(n not in inst for n in need)]
+    if v == "type":
+        hint = ""
+        if isinstance(inst, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", inst):
+            hint = " (YAML reads 1e-5 as a string: write 1.0e-5)"
+        return [f"{where}: must be {_type_name(value)}, got {inst!r}{hint}"]
+    if v == "enum":
+        return [f"{where}: {inst!r} is not allowed{_suggest(str(inst), map(str, value))}; allowed: {_listing(value)}"]
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
+        return [f"{where}: must be {op} {value}, got {inst!r}"]
+    if v == "uniqueItems":
+        dup = next(x for i, x in enumerate(inst) if x in inst[:i])
+        why = " (equal seeds would collapse into one variant)" if path and "seeds" in path[-1:] else ""
+        return [f"{where}: lists {dup!r} twice in {inst}{why}; each value must appear once"]
+    if v in ("minItems", "minProperties"):
+        return [f"{where}: must not be empty (at least {value})"]
+    if v == "pattern":
+        return [f"{where}: {inst!r} must match {value}"]
+    if v == "oneOf":
+        ctx = list(err.context)
+        # A value of the right type that breaks a bound: report that bound.
+        near = [e for e in ctx if e.validator not in ("type", "required", "oneOf")]
+        if near:
+            return _error_lines(min(near, key=lambda e: len(e.absolute_path)), root)
+        if not ctx:
+            return [f"{where}: matches more than one form; allowed: {_allowed_of(err.schema, root)}"]
+        return [f"{where}: got {json.dumps(inst)}; allowed: {_allowed_of(err.schema, root)}"]
+    return [f"{where}: {err.message}"]
+
+
+def schema_problems(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """One line per schema violation: key path, what is wrong, what is allowed."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    out: list[str] = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        for line in _error_lines(err, schema):
+            if line not in out:
+                out.append(line)
+    return out
+
+
+# ---------------------------------------------------------------- training keys where written
+
+
+def training_blocks(config: dict[str, Any]) -> list[tuple[str, dict[str, Any], str | None]]:
+    """(key path, block, trainer or None) of every block of training keys, disabled methods too."""
+    out: list[tuple[str, dict[str, Any], str | None]] = []
+    if isinstance(config.get("training"), dict):
+        out.append(("config.training", config["training"], None))
+    for name, spec in (config.get("models") or {}).items():
+        if isinstance(spec, dict) and isinstance(spec.get("training"), dict):
+            out.append((f"config.models.{name}.training", spec["training"], None))
+    for name, spec in (config.get("methods") or {}).items():
+        if isinstance(spec, dict):
+            out.append((f"config.methods.{name}", spec, spec.get("trainer", "dpo")))
+    return out
+
+
+def training_key_problems(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """Unknown, misplaced and list-valued training keys, each reported where it was written."""
+    listed = set(schema["$defs"]["training"]["properties"])
+    any_trainer = set().union(*(trl_fields.accepted_fields(t) for t in TRAINERS))
+    known = listed | any_trainer | set(WORKFLOW_KEYS) | set(MAPPED) | set(REJECTED) | set(METHOD_ONLY)
+    out = []
+    for where, block, trainer in training_blocks(config):
+        for key, value in block.items():
+            at = f"{where}.{key}"
+            if trainer is None:
+                if key in METHOD_ONLY:
+                    out.append(f"{at}: only a method sets {key} ({METHOD_ONLY[key]}): write it as "
+                               f"config.methods.<name>.{key}")
+                elif key in REJECTED:
+                    out.append(f"{at}: {REJECTED[key]}")
+                elif key not in known:
+                    out.append(f"{at}: unknown key{_suggest(key, known)}; allowed: a key of the `training` "
+                               "block (config/README.md) or a field of every configured method's TRL config "
+                               "class (src/safealign/train/trl_fields.py)")
+                elif key in SWEEPABLE and isinstance(value, list):
+                    out.append(f"{at}: a list ({value}) is a sweep, and sweeps go on a method: write "
+                               f"config.methods.<name>.{key}: {value} (each value becomes its own grid cell); "
+                               f"{where} takes one value")
+            elif trainer in TRAINERS:
+                known_here = listed | trl_fields.accepted_fields(trainer) | set(WORKFLOW_KEYS) | set(MAPPED)
+                for k, why in key_problems({"trainer": trainer, key: value}):
+                    if k == key:
+                        out.append(f"{at} {why}{_suggest(key, known_here) if key not in known else ''}")
+    return out
+
+
+# ---------------------------------------------------------------- installed libraries and models
+
+
+def _written_at(config: dict[str, Any], model: str, method: str, *keys: str) -> str:
+    """The block a merged training key of (model, method) came from (the last writer), with the key."""
+    blocks = (config["methods"][method], config["models"][model].get("training", {}), config.get("training", {}))
+    names = (f"config.methods.{method}", f"config.models.{model}.training", "config.training")
+    for block, name in zip(blocks, names, strict=True):
+        node: Any = block
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        if node is not None:
+            return ".".join([name, *keys])
+    return ".".join(["config.training", *keys])
+
+
+def _local_model_dir(spec: dict[str, Any]) -> Path | None:
+    """The local directory of a model ref, or None (world models are built later)."""
+    if "path" in spec and Path(spec["path"]).is_dir():
+        return Path(spec["path"])
+    return None
+
+
+def _hub_config(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """A hub model's config.json from the local Hugging Face cache (no network), or None."""
+    if "hub" not in spec:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec["hub"], "config.json", revision=spec.get("revision"))
+    except Exception:  # noqa: BLE001 - a cache we cannot read tells us nothing
+        return None
+    return json.loads(Path(found).read_text()) if isinstance(found, str) else None
+
+
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def model_positions(spec: dict[str, Any], name: str) -> tuple[int, str] | None:
+    """(positions, where they come from) of a model, where knowable without network."""
+    if "world" in spec:
+        return (int(spec["world"]["architecture"]["max_position_embeddings"]),
+                f"config.models.{name}.world.architecture.max_position_embeddings")
+    local = _local_model_dir(spec)
+    cfg = None
+    if local is not None and (local / "config.json").is_file():
+        cfg, origin = json.loads((local / "config.json").read_text()), f"{local / 'config.json'}"
+    elif "hub" in spec:
+        cfg, origin = _hub_config(spec), f"the cached config.json of {spec['hub']}"
+    if not cfg:
+        return None
+    cfg = {**cfg.get("text_config", {}), **cfg}
+    for key in POSITION_KEYS:
+        if isinstance(cfg.get(key), int):
+            return int(cfg[key]), f"{origin} {key}"
+    return None
+
+
+def lora_modules(spec: dict[str, Any]) -> tuple[list[str], str] | None:
+    """(names of the LoRA-adaptable modules, origin) of a world or local model; None if unknown."""
+    if "world" in spec:
+        layers = int(spec["world"]["architecture"]["num_hidden_layers"])
+        return trl_fields.world_llama_lora_modules(layers), "a tiny-world LlamaForCausalLM"
+    local = _local_model_dir(spec)
+    files = sorted(local.glob("*.safetensors")) if local is not None else []
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    names = set()
+    for f in files:
+        with safe_open(str(f), framework="numpy") as st:
+            for key in st.keys():
+                # 2-D weights are Linear / Embedding / Conv1D, what LoRA adapts (1-D ones are norms).
+                if key.endswith(".weight") and len(st.get_slice(key).get_shape()) == 2:
+                    names.add(key.removesuffix(".weight"))
+    return sorted(names), f"the weights in {local}"
+
+
+def _matches(target: str, modules: list[str]) -> bool:
+    # peft's rule for a list of names: the module's name is the entry or ends with "." + entry.
+    return any(m == target or m.endswith(f".{target}") for m in modules)
+
+
+def library_problems(config: dict[str, Any]) -> list[str]:
+    """Values the installed transformers or the models cannot take, found before any job runs."""
+    out: list[str] = []
+    for where, block, _ in training_blocks(config):
+        for key, table, lib in (("lr_scheduler_type", trl_fields.LR_SCHEDULER_TYPES, "scheduler"),
+                                ("optim", trl_fields.OPTIMIZERS, "optimizer")):
+            value = block.get(key)
+            if isinstance(value, str) and value not in table:
+                out.append(f"{where}.{key}: {value!r} is not a transformers {lib}{_suggest(value, table)}; "
+                           f"allowed: {_listing(sorted(table), 60)}")
+    positions = {m: model_positions(spec, m) for m, spec in config["models"].items()}
+    gens = [("config.generation.max_new_tokens", config["generation"].get("max_new_tokens"))]
+    gens += [(f"config.benchmarks.{b}.generation.max_new_tokens", s.get("generation", {}).get("max_new_tokens"))
+             for b, s in config["benchmarks"].items()]
+    for model, known in positions.items():
+        if known is None:
+            continue
+        n, origin = known
+        for at, value in gens:
+            if isinstance(value, int) and value >= n:
+                out.append(f"{at}: {value} new tokens leave no room for a prompt in model {model}'s {n} positions "
+                           f"({origin}); allowed: at most {n - 1}")
+    modules = {m: lora_modules(spec) for m, spec in config["models"].items()}
+    for v in variants(config):
+        if not v.method:
+            continue
+        s = v.settings
+        known = positions[v.model]
+        if known and isinstance(s.get("max_length"), int) and s["max_length"] > known[0]:
+            out.append(f"{_written_at(config, v.model, v.method, 'max_length')}: {s['max_length']} tokens exceed "
+                       f"model {v.model}'s {known[0]} positions ({known[1]}); allowed: at most {known[0]}")
+        found = modules[v.model]
+        targets = (s.get("lora") or {}).get("target_modules")
+        if found and s.get("peft", "lora") != "full" and isinstance(targets, list):
+            names, origin = found
+            leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
+            for t in targets:
+                if isinstance(t, str) and not _matches(t, names):
+                    at = _written_at(config, v.model, v.method, "lora", "target_modules")
+                    out.append(f"{at}: {t!r} names no Linear/Embedding module of model {v.model} ({origin})"
+                               f"{_suggest(t, leaves)}; allowed: {_listing(leaves)}")
+    return list(dict.fromkeys(out))
+
+
+# ---------------------------------------------------------------- the whole path
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise ConfigError(f"{len(problems)} config {noun}:\n" + "\n".join(problems))
+
+
+def load_config(config: dict[str, Any], configfiles: Iterable[str | Path] = (),
+                schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """Check and complete, in place, the config Snakemake merged from ``configfiles`` and --config.
+
+    Raises :class:`ConfigError` with one line per problem; on success the schema's defaults are
+    filled in (Snakemake's own ``validate``) and ``config`` is returned.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    problems = [line for f in dict.fromkeys(map(str, configfiles)) for line in duplicate_keys(f)]
+    coerce_cli_scalars(config)
+    both = resolve_removals(config)
+    # A ref with two of world/path/hub also fails the schema's oneOf: the line above says more.
+    refs = tuple(line.split(": ", 1)[0] + ":" for line in both)
+    problems += both + [line for line in schema_problems(config, schema) if not line.startswith(refs) or not refs]
+    problems += training_key_problems(config, schema)
+    _raise(list(dict.fromkeys(problems)))
+    from snakemake.utils import validate
+
+    validate(config, str(schema_path))  # fills the defaults (valid by now)
+    _raise(library_problems(config))
+    return config
