@@ -113,22 +113,22 @@ def test_cli_strings_are_coerced_like_yaml_numbers():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda c: c["methods"]["safe_kto"].update(label_smoothing=0.1),
-     "config.methods.safe_kto: label_smoothing is not a setting of TRL's KTOConfig (trainer 'kto')"),
+     "config.methods.safe_kto.label_smoothing is not a setting of TRL's KTOConfig (trainer 'kto')"),
     (lambda c: c["training"].update(label_smoothing=0.0),
-     "config.methods.safe_kto: label_smoothing is not a setting of TRL's KTOConfig (trainer 'kto') "
-     "(inherited from config.training.label_smoothing; set it on the methods whose trainer has it, "
-     "not in config.training)"),
+     "config.training.label_smoothing is not a setting of TRL's KTOConfig (trainer 'kto'), and "
+     "config.methods.safe_kto inherits it; set it on the methods whose trainer has it, "
+     "not in config.training"),
     (lambda c: c["models"]["tiny"]["training"].update(simpo_gamma=0.5),
-     "config.methods.safe_dpo: simpo_gamma is not a setting of TRL's DPOConfig (trainer 'dpo') "
-     "(inherited from config.models.tiny.training.simpo_gamma"),
+     "config.models.tiny.training.simpo_gamma is not a setting of TRL's DPOConfig (trainer 'dpo'), "
+     "and config.methods.safe_dpo inherits it"),
     (lambda c: c["methods"]["safe_orpo"].update(loss_type="sigmoid"),
-     "config.methods.safe_orpo: loss_type is not a setting of TRL's ORPOConfig (trainer 'orpo'"),
+     "config.methods.safe_orpo.loss_type is not a setting of TRL's ORPOConfig (trainer 'orpo'"),
     (lambda c: c["methods"]["safe_dpo"].update(learning_rat=1e-3),
-     "config.methods.safe_dpo: learning_rat is not a setting of TRL's DPOConfig (trainer 'dpo')"),
+     "config.methods.safe_dpo.learning_rat is not a setting of TRL's DPOConfig (trainer 'dpo')"),
     (lambda c: c["methods"]["safe_dpo"].update(warmup_steps=10),
-     "config.methods.safe_dpo: warmup_ratio and warmup_steps are the same setting"),
+     "config.training.warmup_ratio and warmup_steps are the same setting"),
     (lambda c: c["methods"]["safe_dpo"].update(output_dir="/tmp/x"),
-     "config.methods.safe_dpo: output_dir is set by the workflow"),
+     "config.methods.safe_dpo.output_dir is set by the workflow"),
 ])
 def test_a_training_key_the_trainer_does_not_have_is_an_error(default_config, mutate, message):
     cfg = copy.deepcopy(default_config)
@@ -145,8 +145,8 @@ def test_max_prompt_length_is_rejected_saying_why(default_config):
     with pytest.raises(ConfigError) as err:
         check_config(cfg)
     msg = str(err.value)
-    assert msg.startswith("config.methods.safe_dpo: max_prompt_length has no TRL 1.16 field")
-    assert "truncation_mode" in msg and "max_length" in msg and "config.training.max_prompt_length" in msg
+    assert msg.startswith("config.training.max_prompt_length has no TRL 1.16 field")
+    assert "truncation_mode" in msg and "max_length" in msg and "config.methods.safe_dpo inherits it" in msg
 
 
 def test_any_field_of_the_trainers_config_is_accepted(default_config):
