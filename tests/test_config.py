@@ -120,7 +120,7 @@ def test_cli_strings_are_coerced_like_yaml_numbers():
      "not in config.training"),
     (lambda c: c["models"]["tiny"]["training"].update(simpo_gamma=0.5),
      "config.models.tiny.training.simpo_gamma is not a setting of TRL's DPOConfig (trainer 'dpo'), "
-     "and config.methods.safe_dpo inherits it"),
+     "and config.methods.safe_dpo, config.methods.safe_rdpo"),
     (lambda c: c["methods"]["safe_orpo"].update(loss_type="sigmoid"),
      "config.methods.safe_orpo.loss_type is not a setting of TRL's ORPOConfig (trainer 'orpo'"),
     (lambda c: c["methods"]["safe_dpo"].update(learning_rat=1e-3),

@@ -80,18 +80,23 @@ def check_training_keys(config: dict[str, Any]) -> None:
     ``models.<name>.training`` or ``training``), the trainer and, when inherited, the method that
     inherits it (a global key must suit every method's trainer). One line per problem.
     """
-    lines: list[str] = []
+    inherited: dict[tuple[str, str], list[str]] = {}  # (where.key, why) -> methods inheriting it
     for v in variants(config):
         if not v.method:
             continue
         for key, why in key_problems(v.settings):
             where = _written_in(config, v.model, v.method, key)
-            msg = f"{where}.{key} {why}"
-            if where != f"config.methods.{v.method}":
-                msg += (f", and config.methods.{v.method} inherits it; set it on the methods whose trainer "
-                        f"has it, not in {where}")
-            if msg not in lines:
-                lines.append(msg)
+            heirs = inherited.setdefault((f"{where}.{key}", why), [])
+            if where != f"config.methods.{v.method}" and f"config.methods.{v.method}" not in heirs:
+                heirs.append(f"config.methods.{v.method}")
+    lines = []
+    for (at, why), heirs in inherited.items():
+        msg = f"{at} {why}"
+        if heirs:
+            where = at.rsplit(".", 1)[0]
+            msg += (f", and {', '.join(heirs)} {'inherits' if len(heirs) == 1 else 'inherit'} it; set it on the "
+                    f"methods whose trainer has it, not in {where}")
+        lines.append(msg)
     if lines:
         _err("\n".join(lines))
 

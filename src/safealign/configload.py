@@ -163,7 +163,8 @@ def _allowed_of(schema: dict[str, Any], root: dict[str, Any]) -> str:
         return " or ".join(_allowed_of(a, root) for a in alts)
     words = _type_name(schema.get("type", "any"))
     if schema.get("type") == "array" and isinstance(schema.get("items"), dict):
-        words += f" of {_allowed_of(schema['items'], root).removeprefix('a ').removeprefix('an ')}s"
+        item = re.sub(r"^(?:a|an) (\w+)", r"\1s", _allowed_of(schema["items"], root))
+        words += f" of {item}"
     for key, op in (("exclusiveMinimum", ">"), ("minimum", ">="), ("maximum", "<=")):
         if key in schema:
             words += f" {op} {schema[key]}"
@@ -409,11 +410,13 @@ def library_problems(config: dict[str, Any]) -> list[str]:
         if found and s.get("peft", "lora") != "full" and isinstance(targets, list):
             names, origin = found
             leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
-            for t in targets:
-                if isinstance(t, str) and not _matches(t, names):
-                    at = _written_at(config, v.model, v.method, "lora", "target_modules")
-                    out.append(f"{at}: {t!r} names no Linear/Embedding module of model {v.model} ({origin})"
-                               f"{_suggest(t, leaves)}; allowed: {_listing(leaves)}")
+            missing = [t for t in targets if isinstance(t, str) and not _matches(t, names)]
+            if missing:
+                at = _written_at(config, v.model, v.method, "lora", "target_modules")
+                verb = "names" if len(missing) == 1 else "name"
+                hint = _suggest(missing[0], leaves) if len(missing) == 1 else ""
+                out.append(f"{at}: {', '.join(map(repr, missing))} {verb} no Linear/Embedding module of model "
+                           f"{v.model} ({origin}){hint}; allowed: {_listing(leaves)}")
     return list(dict.fromkeys(out))
 
 

@@ -1,0 +1,324 @@
+"""Reliability (issue 14): nothing a user writes is silently ignored; messages a person can act on.
+
+CONFIG_CASES is one table of bad configs. Each case is an overlay written after config/config.yaml
+(as `--configfile config/config.yaml overlay.yaml` would), optional `--config` entries, and the
+text the error must contain, key path first. ``test_config_case`` runs each through the exact path
+the Snakefile runs at parse time: Snakemake's own config loading and merging
+(``load_configfile`` / ``update_config`` / ``parse_config``), then
+:func:`safealign.configload.load_config` (workflow/Snakefile) and
+:func:`safealign.checks.check_config` (rules/common.smk). The ``snakemake -n`` tests below prove
+on a few cases that Snakemake prints the same lines and that nothing is written under results/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from safealign.checks import ConfigError, check_config
+from safealign.configload import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (id, overlay YAML written after config/config.yaml ({tmp}: a scratch directory), --config entries,
+#  text the error must contain)
+CONFIG_CASES = [
+    # --- 1. unknown keys are errors everywhere, named where they were written
+    ("top_level_typo", "trainig: {beta: 0.1}", [],
+     "config.trainig: unknown key (did you mean training?); allowed: offline, world, models"),
+    ("training_typo", "training: {learnig_rate: 0.1}", [],
+     "config.training.learnig_rate: unknown key (did you mean learning_rate?)"),
+    ("method_typo", "methods: {safe_dpo: {warmup_ratio_typo: 0.1}}", [],
+     "config.methods.safe_dpo.warmup_ratio_typo is not a setting of TRL's DPOConfig (trainer 'dpo') "
+     "(did you mean warmup_ratio?)"),
+    ("disabled_method_typo", "methods: {safe_kto: {enabled: false, learnig_rate: 0.1}}", [],
+     "config.methods.safe_kto.learnig_rate is not a setting of TRL's KTOConfig (trainer 'kto') "
+     "(did you mean learning_rate?)"),
+    ("model_training_typo", "models: {tiny: {training: {lora_rank: 4}}}", [],
+     "config.models.tiny.training.lora_rank: unknown key"),
+    ("cli_training_typo", "", ["training={learnig_rate: 0.1}"],
+     "config.training.learnig_rate: unknown key (did you mean learning_rate?)"),
+    ("generation_typo", "generation: {max_new_token: 5}", [],
+     "config.generation.max_new_token: unknown key (did you mean max_new_tokens?)"),
+    ("benchmark_generation_typo", "benchmarks: {toxicity_benign: {generation: {num_sample: 3}}}", [],
+     "config.benchmarks.toxicity_benign.generation.num_sample: unknown key (did you mean num_samples?); "
+     "allowed: max_new_tokens, do_sample"),
+    ("benchmark_generation_backend", "benchmarks: {alert: {generation: {backend: vllm}}}", [],
+     "config.benchmarks.alert.generation.backend: unknown key"),
+    ("judge_typo", "judges: {refusal: {treshold: 0.5}}", [],
+     "config.judges.refusal.treshold: unknown key (did you mean threshold?)"),
+    ("resources_family_typo", "models: {tiny: {resources: {trian: {mem_mb: 8000}}}}", [],
+     "config.models.tiny.resources.trian: the name 'trian' is not allowed (did you mean train?); allowed: default"),
+    ("training_trainer", "training: {trainer: kto}", [],
+     "config.training.trainer: only a method sets trainer"),
+    ("training_seeds", "training: {seeds: [1, 2]}", [],
+     "config.training.seeds: only a method sets seeds (a grid setting: write config.seeds, or seeds on a method)"),
+    ("max_prompt_length", "training: {max_prompt_length: 512}", [],
+     "config.training.max_prompt_length: has no TRL 1.16 field"),
+    ("inherited_key_named_where_written", "training: {label_smoothing: 0.1}", [],
+     "config.training.label_smoothing is not a setting of TRL's KTOConfig (trainer 'kto'), and "
+     "config.methods.safe_kto inherits it; set it on the methods whose trainer has it, not in config.training"),
+    ("model_inherited_key", "models: {tiny: {training: {simpo_gamma: 0.5}}}", [],
+     "config.models.tiny.training.simpo_gamma is not a setting of TRL's DPOConfig (trainer 'dpo'), and "
+     "config.methods.safe_dpo, config.methods.safe_rdpo"),
+    # --- duplicate YAML keys
+    ("duplicate_method", "methods:\n  safe_dpo: {trainer: dpo, loss_type: sigmoid}\n"
+     "  safe_dpo: {trainer: dpo, loss_type: hinge}", [],
+     "overlay.yaml:3: config.methods.safe_dpo is written twice (first on line 2); YAML keeps only the last one"),
+    ("duplicate_nested_key", "training:\n  beta: 0.1\n  learning_rate: 1.0e-3\n  beta: 0.2", [],
+     "overlay.yaml:4: config.training.beta is written twice (first on line 2)"),
+    # --- values that would run and be wrong
+    ("seeds_repeat", "seeds: [1, 1]", [],
+     "config.seeds: lists 1 twice in [1, 1] (equal seeds would collapse into one variant)"),
+    ("method_seeds_repeat", "methods: {safe_dpo: {seeds: [3, 3]}}", [],
+     "config.methods.safe_dpo.seeds: lists 3 twice"),
+    ("sweep_repeat", "methods: {safe_dpo: {beta: [0.1, 0.1]}}", [],
+     "config.methods.safe_dpo.beta: lists 0.1 twice in [0.1, 0.1]"),
+    ("zero_epochs", "training: {num_train_epochs: 0}", [],
+     "config.training.num_train_epochs: must be > 0, got 0"),
+    ("zero_epochs_in_sweep", "methods: {safe_ipo: {num_train_epochs: [1, 0]}}", [],
+     "config.methods.safe_ipo.num_train_epochs[1]: must be > 0, got 0"),
+    ("negative_lora_r", "methods: {safe_dpo: {lora_r: 0}}", [],
+     "config.methods.safe_dpo.lora_r: must be >= 1, got 0"),
+    ("max_new_tokens_beyond_positions", "generation: {max_new_tokens: 500}", [],
+     "config.generation.max_new_tokens: 500 new tokens leave no room for a prompt in model tiny's 128 positions "
+     "(config.models.tiny.world.architecture.max_position_embeddings); allowed: at most 127"),
+    ("benchmark_max_new_tokens_beyond_positions",
+     "benchmarks: {toxicity_benign: {generation: {max_new_tokens: 128}}}", [],
+     "config.benchmarks.toxicity_benign.generation.max_new_tokens: 128 new tokens leave no room"),
+    ("max_length_beyond_positions", "methods: {safe_orpo: {max_length: 512}}", [],
+     "config.methods.safe_orpo.max_length: 512 tokens exceed model tiny's 128 positions"),
+    ("unknown_scheduler", "training: {lr_scheduler_type: cosin}", [],
+     "config.training.lr_scheduler_type: 'cosin' is not a transformers scheduler (did you mean cosine?); "
+     "allowed: constant"),
+    ("unknown_optimizer", "methods: {safe_kto: {optim: adamw_torch_fusd}}", [],
+     "config.methods.safe_kto.optim: 'adamw_torch_fusd' is not a transformers optimizer "
+     "(did you mean adamw_torch_fused?)"),
+    ("unknown_target_module", "models: {tiny: {training: {lora: {target_modules: [q_proj, query_key_value]}}}}", [],
+     "config.models.tiny.training.lora.target_modules: 'query_key_value' names no Linear/Embedding module of "
+     "model tiny (a tiny-world LlamaForCausalLM); allowed: down_proj, embed_tokens"),
+    ("method_target_module", "methods: {safe_dpo: {lora: {target_modules: [qproj]}}}", [],
+     "config.methods.safe_dpo.lora.target_modules: 'qproj' names no Linear/Embedding module of model tiny "
+     "(a tiny-world LlamaForCausalLM) (did you mean q_proj?)"),
+    ("local_model_target_module",
+     "models: {tiny: {world: null, path: '{tmp}/gpt', training: {lora: {target_modules: [q_proj]}}}}", [],
+     "config.models.tiny.training.lora.target_modules: 'q_proj' names no Linear/Embedding module of model tiny "
+     "(the weights in {tmp}/gpt) (did you mean c_proj?); allowed: c_attn, c_proj, wte"),
+    ("local_model_positions", "models: {tiny: {world: null, path: '{tmp}/gpt'}}\ngeneration: {max_new_tokens: 64}",
+     [], "config.generation.max_new_tokens: 64 new tokens leave no room for a prompt in model tiny's 64 positions "
+     "({tmp}/gpt/config.json n_positions); allowed: at most 63"),
+    ("cached_hub_model_positions",
+     "models: {tiny: {world: null, hub: org/cached, revision: " + "a" * 40 + "}}\ngeneration: {max_new_tokens: 4096}",
+     [], "config.generation.max_new_tokens: 4096 new tokens leave no room for a prompt in model tiny's 2048 "
+     "positions (the cached config.json of org/cached max_position_embeddings)"),
+    ("benchmark_num_samples_negative", "benchmarks: {toxicity_benign: {generation: {num_samples: -3}}}", [],
+     "config.benchmarks.toxicity_benign.generation.num_samples: must be >= 1, got -3"),
+    ("benchmark_temperature_zero", "benchmarks: {toxicity_adversarial: {generation: {temperature: 0}}}", [],
+     "config.benchmarks.toxicity_adversarial.generation.temperature: must be > 0, got 0"),
+    ("training_beta_list", "training: {beta: [0.05, 0.1]}", [],
+     "config.training.beta: a list ([0.05, 0.1]) is a sweep, and sweeps go on a method: write "
+     "config.methods.<name>.beta: [0.05, 0.1] (each value becomes its own grid cell); config.training takes one value"),
+    ("model_training_epochs_list", "models: {tiny: {training: {num_train_epochs: [1, 2]}}}", [],
+     "config.models.tiny.training.num_train_epochs: a list ([1, 2]) is a sweep, and sweeps go on a method"),
+    ("training_lora_r_list", "training: {lora_r: [4, 8]}", [],
+     "config.training.lora_r: a list ([4, 8]) is a sweep"),
+    # --- 2 (last bullet). switching a source: merged dicts keep both keys
+    ("source_world_and_path", "preference_data: {source: {path: '{tmp}/pairs.jsonl'}}", [],
+     "config.preference_data.source: sets both world and path, but takes exactly one of world / path / hub; "
+     "config files and --config merge into the earlier one, so to switch to path write world: null next to it"),
+    ("model_world_and_hub", "models: {tiny: {hub: org/model, revision: " + "a" * 40 + "}}", [],
+     "config.models.tiny: sets both world and hub, but takes exactly one of world / path / hub"),
+    ("cli_source_switch", "", ["benchmarks={xstest: {source: {path: x.csv}}}"],
+     "config.benchmarks.xstest.source: sets both world and path"),
+    ("leftover_revision", "benchmarks: {xstest: {source: {world: null, path: x.csv, revision: main}}}", [],
+     "config.benchmarks.xstest.source.revision: needs hub next to it; remove it (write revision: null) or set hub"),
+    # --- 3. messages a person can act on
+    ("dotted_key_in_file", "training.beta: 0.2", [],
+     "config.training.beta: unknown key (a dotted key is not nested: in a config file write "
+     "`training: {beta: ...}`, on the command line --config 'training={beta: 0.2}')"),
+    ("number_as_text", "training: {learning_rate: fast}", [],
+     "config.training.learning_rate: got \"fast\"; allowed: a number > 0 or a list of numbers > 0"),
+    ("bad_method_name", "methods: {safe-dpo2: {trainer: dpo}}", [],
+     "config.methods.safe-dpo2: the name 'safe-dpo2' must match ^[A-Za-z0-9_]+$"),
+    ("missing_trainer", "methods: {safe_new: {loss_type: sigmoid}}", [],
+     "config.methods.safe_new: missing required key 'trainer'"),
+    ("bad_enum", "generation: {backend: vlm}", [],
+     "config.generation.backend: 'vlm' is not allowed (did you mean vllm?); allowed: transformers, vllm"),
+    ("unknown_loss_type", "methods: {safe_dpo: {loss_type: sigmoidd}}", [],
+     "config.methods.safe_dpo.loss_type 'sigmoidd' is not a TRL dpo loss type"),
+]
+
+
+def _scratch(tmp: Path) -> None:
+    """A local GPT-2-shaped model dir (config.json + safetensors) and a cached hub config."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    gpt = tmp / "gpt"
+    gpt.mkdir()
+    (gpt / "config.json").write_text('{"model_type": "gpt2", "n_positions": 64}')
+    save_file({"transformer.wte.weight": np.zeros((8, 4), np.float32),
+               "transformer.h.0.attn.c_attn.weight": np.zeros((4, 12), np.float32),
+               "transformer.h.0.attn.c_proj.weight": np.zeros((4, 4), np.float32),
+               "transformer.h.0.ln_1.weight": np.zeros((4,), np.float32)}, str(gpt / "model.safetensors"))
+    snap = tmp / "hub" / "models--org--cached" / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 2048}')
+
+
+def parse(tmp: Path, overlay: str, cli: list[str]) -> dict:
+    """The Snakefile's parse-time path on config/config.yaml + overlay + --config entries."""
+    from snakemake.cli import parse_config
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
+
+    files = [str(REPO / "config" / "config.yaml")]
+    if overlay:
+        (tmp / "overlay.yaml").write_text(overlay.replace("{tmp}", str(tmp)) + "\n")
+        files.append(str(tmp / "overlay.yaml"))
+    config: dict = {}
+    for f in files:
+        update_config(config, load_configfile(f))
+    update_config(config, parse_config(cli))
+    load_config(config, files)  # workflow/Snakefile
+    check_config(config)  # rules/common.smk
+    return config
+
+
+@pytest.mark.parametrize("case_id, overlay, cli, expected", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_config_case(tmp_path, monkeypatch, case_id, overlay, cli, expected):
+    import huggingface_hub.constants
+
+    _scratch(tmp_path)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        parse(tmp_path, overlay, cli)
+    msg = str(err.value)
+    assert expected.replace("{tmp}", str(tmp_path)) in msg
+    # One line per problem, not a dump of the schema and the config.
+    assert len(msg.splitlines()) <= 4 and len(msg) < 2500, msg
+    assert not (tmp_path / "results").exists()
+
+
+def test_there_are_enough_cases():
+    assert len(CONFIG_CASES) >= 25
+    assert len({c[0] for c in CONFIG_CASES}) == len(CONFIG_CASES)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        parse(tmp_path, "seeds: [1, 1]\ntraining: {learnig_rate: 0.1, num_train_epochs: 0}\ntrainig: {}", [])
+    lines = str(err.value).splitlines()
+    assert lines[0] == "4 config problems:"
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "config.trainig", "config.seeds", "config.training.num_train_epochs", "config.training.learnig_rate"]
+
+
+def test_null_switches_a_source_and_a_model(tmp_path):
+    cfg = parse(tmp_path, "preference_data: {source: {world: null, path: pairs.jsonl}}", [])
+    assert cfg["preference_data"]["source"] == {"path": "pairs.jsonl"}
+    cfg = parse(tmp_path, "", ["benchmarks={xstest: {source: {world: null, path: x.csv}}}"])
+    assert cfg["benchmarks"]["xstest"]["source"] == {"path": "x.csv"}
+
+
+def test_nested_cli_form_sets_training_beta(tmp_path):
+    from safealign.grid import variants
+
+    cfg = parse(tmp_path, "", ["training={beta: 0.2}"])
+    settings = {v.method: v.settings for v in variants(cfg) if v.method}
+    assert settings["safe_dpo"]["beta"] == 0.2
+    assert settings["safe_dpo"]["learning_rate"] == 1.0e-3  # merged into the block, not replacing it
+    assert settings["safe_kto"]["beta"] == 0.1  # KTO keeps its own default
+
+
+def test_defaults_are_filled_and_shipped_configs_pass(tmp_path):
+    cfg = parse(tmp_path, "", [])
+    assert cfg["generation"]["num_samples"] == 1 and cfg["world"]["n_preference_pairs"] == 192
+    assert "num_samples" not in cfg["benchmarks"]["alert"].get("generation", {})  # overrides get no defaults
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    load_config(paper, [REPO / "config" / "paper.yaml"])
+    check_config(paper)
+
+
+def test_benchmark_generation_override_has_the_generation_keys():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    top = schema["properties"]["generation"]["properties"]
+    override = schema["$defs"]["generation_override"]["properties"]
+    assert set(override) == set(top) - {"backend", "vllm_python"}
+    for key, spec in override.items():
+        assert "default" not in spec, key  # a default would override the top-level value
+        assert {k: v for k, v in top[key].items() if k not in ("default", "description")} == \
+               {k: v for k, v in spec.items() if k != "description"}, key
+
+
+def test_static_scheduler_optimizer_and_module_tables_match_the_installed_libraries():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from safealign.train import trl_fields
+
+    assert trl_fields.LR_SCHEDULER_TYPES == {s.value for s in SchedulerType}
+    assert trl_fields.OPTIMIZERS == {o.value for o in OptimizerNames}
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, num_attention_heads=1,
+                                         num_key_value_heads=1, intermediate_size=64, num_hidden_layers=2,
+                                         max_position_embeddings=32, tie_word_embeddings=True))
+    adaptable = sorted(n for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)))
+    assert sorted(trl_fields.world_llama_lora_modules(2)) == adaptable
+
+
+# ---------------------------------------------------------------- the same through Snakemake
+
+COPY = ("workflow", "rules", "envs", "config", "src")
+SNAKEMAKE_CASES = ["top_level_typo", "duplicate_method", "cli_training_typo", "training_beta_list",
+                   "source_world_and_path"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("project")
+    for name in COPY:
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def snakemake_n(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.mark.parametrize("case_id", SNAKEMAKE_CASES)
+def test_snakemake_prints_the_same_lines_and_writes_nothing(project, tmp_path, case_id):
+    _, overlay, cli, expected = next(c for c in CONFIG_CASES if c[0] == case_id)
+    with pytest.raises(ConfigError) as err:
+        parse(tmp_path, overlay, cli)
+    args = ["--configfile", "config/config.yaml", str(tmp_path / "overlay.yaml")] if overlay else []
+    if cli:
+        args += ["--config", *cli]
+    run = snakemake_n(project, *args)
+    assert run.returncode != 0
+    out = run.stdout + run.stderr
+    for line in str(err.value).splitlines():
+        assert line in out, (line, out[-3000:])
+    assert expected.replace("{tmp}", str(tmp_path)) in out
+    assert len(out.splitlines()) < 20, out  # not the ~1,500 lines of a schema and config dump
+    assert not (project / "results").exists()
+
+
+def test_snakemake_nested_cli_form_reaches_the_training_job(project):
+    run = snakemake_n(project, "-p", "--config", "training={beta: 0.2}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    train = [line for line in run.stdout.splitlines() if "safealign.train.run train" in line]
+    dpo = [line for line in train if "safe_dpo-seed0" in line]
+    assert dpo and all('"beta":0.2' in line for line in dpo), dpo
+    assert any('"beta":0.1' in line for line in train if "safe_kto-seed0" in line)
+    assert not (project / "results").exists()
