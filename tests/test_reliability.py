@@ -151,6 +151,10 @@ CONFIG_CASES = [
      "config.methods.safe_new: missing required key 'trainer'"),
     ("bad_enum", "generation: {backend: vlm}", [],
      "config.generation.backend: 'vlm' is not allowed (did you mean vllm?); allowed: transformers, vllm"),
+    ("qlora_on_the_tiny_world", "training: {peft: qlora}", [],
+     "config.training.peft: 'qlora' needs a GPU and bitsandbytes"),
+    ("judge_world_and_hub", "judges: {toxicity: {model: {hub: org/tox, revision: " + "b" * 40 + "}}}", [],
+     "config.judges.toxicity.model: sets both world and hub"),
     ("unknown_loss_type", "methods: {safe_dpo: {loss_type: sigmoidd}}", [],
      "config.methods.safe_dpo.loss_type 'sigmoidd' is not a TRL dpo loss type"),
 ]

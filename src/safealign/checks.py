@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from .grid import SWEEPABLE, variants
-from .train.methods import LOSS_TYPES, TRAINERS, deviations, key_problems
+from .train.methods import LOSS_TYPES, REJECTED, TRAINERS, deviations, key_problems
 
 BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")
 
@@ -92,8 +92,8 @@ def check_training_keys(config: dict[str, Any]) -> None:
     lines = []
     for (at, why), heirs in inherited.items():
         msg = f"{at} {why}"
-        if heirs:
-            where = at.rsplit(".", 1)[0]
+        where, key = at.rsplit(".", 1)
+        if heirs and key not in REJECTED:  # a rejected key suits no trainer: its reason says what to do
             msg += (f", and {', '.join(heirs)} {'inherits' if len(heirs) == 1 else 'inherit'} it; set it on the "
                     f"methods whose trainer has it, not in {where}")
         lines.append(msg)
@@ -152,8 +152,9 @@ def check_config(config: dict[str, Any]) -> None:
     warn_deviations(config)
     for v in variants(config):
         if v.method and v.settings.get("peft") == "qlora" and "world" in config["models"][v.model]:
-            _err(f"config.methods.{v.method}: peft 'qlora' needs a GPU and bitsandbytes; "
-                 f"it is validated but not run on the tiny world (model {v.model!r})")
+            where = _written_in(config, v.model, v.method, "peft")
+            _err(f"{where}.peft: 'qlora' needs a GPU and bitsandbytes; it is validated but not run on "
+                 f"the tiny world (model {v.model!r}, method {v.method!r}); allowed there: lora, full")
         for key in ("beta", "learning_rate"):
             if key in v.settings and not v.settings[key] > 0:
                 _err(f"config.methods.{v.method}.{key} must be > 0, got {v.settings[key]}")
