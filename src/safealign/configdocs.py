@@ -17,9 +17,14 @@ HEADER = """# Configuration keys
 
 `config/config.yaml` is the embedded default (the tiny world, CPU, offline); `config/paper.yaml` is
 the paper's setup. Both are validated at parse time by `workflow/schemas/config.schema.yaml`
-(JSON Schema 2020-12, with defaults) and by `src/safealign/checks.py`; a bad config fails before
-any job starts, naming the key. Override single keys with `snakemake --config key=value` or a
-whole overlay with `--configfile overlay.yaml` (dicts merge recursively).
+(JSON Schema 2020-12, with defaults) and by `src/safealign/configload.py` and
+`src/safealign/checks.py`; a bad config fails before any job starts, one line per problem: the key
+path, what is wrong, what is allowed. Unknown keys are errors everywhere, and so is a key written
+twice in one YAML mapping (named with file and line). Override keys with `snakemake --config
+'training={beta: 0.2}'` (top-level names only: Snakemake's own parser refuses `training.beta=0.2`;
+the nested dict merges into the block) or a whole overlay with `--configfile config/config.yaml
+overlay.yaml` (dicts merge recursively). Because dicts merge, an overlay switches a source or a
+model ref by writing null for the keys it drops, e.g. `source: {world: null, path: pairs.jsonl}`.
 
 `<name>` stands for a key you choose (a model, method, benchmark or judge name: letters, digits
 and `_`). This page is generated from the schema: `python -m safealign.configdocs > config/README.md`.
