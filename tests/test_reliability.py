@@ -42,7 +42,9 @@ CONFIG_CASES = [
      "config.methods.safe_kto.learnig_rate is not a setting of TRL's KTOConfig (trainer 'kto') "
      "(did you mean learning_rate?)"),
     ("model_training_typo", "models: {tiny: {training: {lora_rank: 4}}}", [],
-     "config.models.tiny.training.lora_rank: unknown key"),
+     "config.models.tiny.training.lora_rank: unknown key (did you mean lora_r?)"),
+    ("judge_model_typo", "judges: {toxicity: {model: {world: null, hub: org/tox, revison: main}}}", [],
+     "config.judges.toxicity.model.revison: unknown key (did you mean revision?); allowed: hub, revision, path"),
     ("cli_training_typo", "", ["training={learnig_rate: 0.1}"],
      "config.training.learnig_rate: unknown key (did you mean learning_rate?)"),
     ("generation_typo", "generation: {max_new_token: 5}", [],
@@ -154,7 +156,7 @@ CONFIG_CASES = [
     ("qlora_on_the_tiny_world", "training: {peft: qlora}", [],
      "config.training.peft: 'qlora' needs a GPU and bitsandbytes"),
     ("judge_world_and_hub", "judges: {toxicity: {model: {hub: org/tox, revision: " + "b" * 40 + "}}}", [],
-     "config.judges.toxicity.model: sets both world and hub"),
+     "1 config problem:\nconfig.judges.toxicity.model: sets both world and hub"),
     ("unknown_loss_type", "methods: {safe_dpo: {loss_type: sigmoidd}}", [],
      "config.methods.safe_dpo.loss_type 'sigmoidd' is not a TRL dpo loss type"),
 ]

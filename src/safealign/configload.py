@@ -48,9 +48,13 @@ def dotted(parts: Iterable[Any]) -> str:
     return out
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
+def _suggest(word: str, choices: Iterable[str], first: Iterable[str] = ()) -> str:
+    """" (did you mean X?)" for a close match, looking in ``first`` before ``choices``."""
+    for pool in (list(first), list(choices)):
+        close = difflib.get_close_matches(word, pool, n=1, cutoff=0.75)
+        if close:
+            return f" (did you mean {close[0]}?)"
+    return ""
 
 
 def _listing(values: Iterable[Any], limit: int = 40) -> str:
@@ -218,10 +222,16 @@ def _error_lines(err: Any, root: dict[str, Any]) -> list[str]:
         return [f"{where}: {inst!r} must match {value}"]
     if v == "oneOf":
         ctx = list(err.context)
-        # A value of the right type that breaks a bound: report that bound.
-        near = [e for e in ctx if e.validator not in ("type", "required", "oneOf")]
+        # The alternative the value came closest to (fewest errors, none of them a wrong type or
+        # a missing key): report its errors, e.g. a bound it breaks or an unknown key it has.
+        alts: dict[Any, list[Any]] = {}
+        for e in ctx:
+            alts.setdefault(e.relative_schema_path[0], []).append(e)
+        near = [errs for errs in alts.values()
+                if not any(e.validator in ("type", "required", "oneOf") for e in errs)]
         if near:
-            return _error_lines(min(near, key=lambda e: len(e.absolute_path)), root)
+            best = min(near, key=len)
+            return [line for e in best for line in _error_lines(e, root)]
         if not ctx:
             return [f"{where}: matches more than one form; allowed: {_allowed_of(err.schema, root)}"]
         return [f"{where}: got {json.dumps(inst)}; allowed: {_allowed_of(err.schema, root)}"]
@@ -274,7 +284,7 @@ def training_key_problems(config: dict[str, Any], schema: dict[str, Any]) -> lis
                 elif key in REJECTED:
                     out.append(f"{at}: {REJECTED[key]}")
                 elif key not in known:
-                    out.append(f"{at}: unknown key{_suggest(key, known)}; allowed: a key of the `training` "
+                    out.append(f"{at}: unknown key{_suggest(key, known, listed | set(WORKFLOW_KEYS))}; allowed: a key of the `training` "
                                "block (config/README.md) or a field of every configured method's TRL config "
                                "class (src/safealign/train/trl_fields.py)")
                 elif key in SWEEPABLE and isinstance(value, list):
@@ -285,7 +295,8 @@ def training_key_problems(config: dict[str, Any], schema: dict[str, Any]) -> lis
                 known_here = listed | trl_fields.accepted_fields(trainer) | set(WORKFLOW_KEYS) | set(MAPPED)
                 for k, why in key_problems({"trainer": trainer, key: value}):
                     if k == key:
-                        out.append(f"{at} {why}{_suggest(key, known_here) if key not in known else ''}")
+                        hint = _suggest(key, known_here, listed | set(WORKFLOW_KEYS)) if key not in known else ""
+                        out.append(f"{at} {why}{hint}")
     return out
 
 
@@ -441,7 +452,8 @@ def load_config(config: dict[str, Any], configfiles: Iterable[str | Path] = (),
     coerce_cli_scalars(config)
     both = resolve_removals(config)
     # A ref with two of world/path/hub also fails the schema's oneOf: the line above says more.
-    refs = tuple(line.split(": ", 1)[0] + ":" for line in both)
+    refs = tuple(f"{ref}{key}:" for ref in (line.split(": ", 1)[0] for line in both)
+                 for key in ("", *(f".{k}" for k in REMOVABLE)))
     problems += both + [line for line in schema_problems(config, schema) if not line.startswith(refs) or not refs]
     problems += training_key_problems(config, schema)
     _raise(list(dict.fromkeys(problems)))
