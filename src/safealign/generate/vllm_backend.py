@@ -15,6 +15,10 @@ What agrees with the transformers backend (tests/test_vllm.py checks each, fp32,
 - ``first_token_logprobs`` has the same keys and agrees to ~1e-6 (the scores after logits
   processing, as transformers' ``output_scores``: ``logprobs_mode="processed_logprobs"``).
 
+A LoRA adapter is served by vLLM only for architectures where it implements LoRA
+(:func:`lora_supported`); for the others (Falcon) the workflow passes merged weights instead
+(:mod:`safealign.generate.serving`), and an adapter given anyway is refused with the config key.
+
 What cannot agree: sampled texts (``do_sample``), since the two draw from different random streams.
 Each prompt gets its own seed (``seed + prompt_index``), so vLLM's samples do not depend on batching.
 """
