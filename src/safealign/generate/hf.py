@@ -12,12 +12,15 @@ from ..models import load_model, load_tokenizer
 _LOADED: dict[str, tuple] = {}
 
 
-def _load(model_ref: dict[str, Any], adapter: str | None, dtype: str):
-    """Load once per process: a job generating several benchmarks reuses the model."""
-    key = json.dumps([model_ref, adapter, dtype], sort_keys=True)
+def _load(model_ref: dict[str, Any], adapter: str | None, dtype: str, quantization: str | None = None):
+    """Load once per process: a job generating several benchmarks reuses the model.
+
+    ``quantization="4bit"``: the NF4 base a QLoRA adapter was trained on (generation.qlora_base).
+    """
+    key = json.dumps([model_ref, adapter, dtype, quantization], sort_keys=True)
     if key not in _LOADED:
         _LOADED[key] = (load_tokenizer(model_ref, padding_side="left"),
-                        load_model(model_ref, adapter=adapter, dtype=dtype))
+                        load_model(model_ref, adapter=adapter, dtype=dtype, quantization=quantization))
     return _LOADED[key]
 
 
@@ -26,7 +29,7 @@ def generate_texts(
 ) -> list[dict[str, Any]]:
     import torch
 
-    tok, model = _load(model_ref, adapter, settings.get("dtype", "float32"))
+    tok, model = _load(model_ref, adapter, settings.get("dtype", "float32"), settings.get("quantization"))
     do_sample = bool(settings.get("do_sample", False))
     num_samples = int(settings.get("num_samples", 1))
     top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
