@@ -54,11 +54,11 @@ SPEC = {
     "validation_share": 0.1,
     "architecture": {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
                      "num_hidden_layers": 2, "max_position_embeddings": 512},
-    "train": {"epochs": 10, "learning_rate": 5.0e-3, "batch_size": 16, "warmup_steps": 5},
+    "train": {"epochs": 8, "learning_rate": 8.0e-3, "batch_size": 16, "warmup_steps": 5},
 }
 
 
 def build(out: Path) -> Path:
     """Train the judge into ``out`` (a save_pretrained directory) and return it."""
-    build_judge(rows(240, seed=0), SPEC, out, seed=0, chat_template=TEMPLATE)
+    build_judge(rows(160, seed=0), SPEC, out, seed=0, chat_template=TEMPLATE)
     return out
