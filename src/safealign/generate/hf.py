@@ -47,6 +47,13 @@ def generate_texts(
     else:
         gen_kwargs.update(temperature=None, top_p=None, top_k=None)
     torch.manual_seed(int(settings.get("seed", 0)))
+    names: dict[int, str] = {}  # token id -> text: per-position top-k decodes the same ids again
+
+    def name(i: int) -> str:
+        if i not in names:
+            names[i] = tok.decode([i])
+        return names[i]
+
     out: list[dict[str, Any]] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch"):
         batch = prompts[start : start + batch_size]
@@ -61,7 +68,8 @@ def generate_texts(
         steps = []
         if per_pos_lp:
             # Top-k per step, never the whole (rows, steps, vocab) tensor: 128k-vocab judges.
-            steps = [torch.log_softmax(s.float(), dim=-1).topk(per_pos_lp) for s in res.scores]
+            steps = [tuple(t.tolist() for t in torch.log_softmax(s.float(), dim=-1).topk(per_pos_lp))
+                     for s in res.scores]
         for j, text in enumerate(texts):
             ids = new_tokens[j].tolist()
             # Up to and including EOS; what follows is padding.
@@ -76,7 +84,7 @@ def generate_texts(
             if per_pos_lp:
                 row["token_ids"] = ids
                 row["logprobs"] = [
-                    {tok.decode([int(i)]): float(v) for v, i in zip(vals[j], idx[j], strict=True)}
+                    {name(i): v for v, i in zip(vals[j], idx[j], strict=True)}
                     for vals, idx in steps[: len(ids)]
                 ]
             if first_lp is not None:
