@@ -6,7 +6,8 @@ The vLLM side runs in the vLLM venv's interpreter (scripts/setup-vllm-venv) thro
 ``<repo>/.venv-vllm``.
 
 What is asserted is what holds (see the backend's docstring): greedy generation gives identical
-texts, with and without a LoRA adapter, and first-token logprobs agree to 1e-3 with the same keys.
+texts, with and without a LoRA adapter, first-token and per-position logprobs agree to 1e-3 with
+the same keys, and the Llama Guard judge reads the same P(unsafe) after a leading blank line.
 Sampled texts cannot match across backends (different random streams), so sampling is checked
 for its row layout only.
 
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = Path(os.environ.get("SAFEALIGN_VLLM_PYTHON", REPO / ".venv-vllm" / "bin" / "python"))
 
 GREEDY = {"max_new_tokens": 24, "do_sample": False, "num_samples": 1, "seed": 0,
-          "batch_size": 4, "first_token_logprobs": 5, "max_model_len": 256}
+          "batch_size": 4, "first_token_logprobs": 5, "logprobs": 5, "max_model_len": 256}
 SAMPLED = {"max_new_tokens": 8, "do_sample": True, "temperature": 1.0, "top_p": 0.9,
            "num_samples": 3, "seed": 1, "batch_size": 4, "max_model_len": 256}
 USER_PROMPTS = [
@@ -192,6 +193,60 @@ def test_first_token_logprobs_agree(greedy, case):
         for token, lp in h_lp.items():
             assert lp < 0
             assert v_lp[token] == pytest.approx(lp, abs=1e-3), (h["prompt_index"], token)
+
+
+@vllm_test
+@pytest.mark.parametrize("case", ["base", "lora"])
+def test_per_position_logprobs_agree(greedy, case):
+    hf = greedy["hf" if case == "base" else "hf_lora"]
+    vl = greedy["vllm" if case == "base" else "vllm_lora"]
+    for h, v in zip(hf, vl, strict=True):
+        assert v["token_ids"] == h["token_ids"] and v["finished"] == h["finished"], h["prompt_index"]
+        assert len(v["logprobs"]) == len(h["logprobs"]) == len(h["token_ids"])
+        for pos, (h_lp, v_lp) in enumerate(zip(h["logprobs"], v["logprobs"], strict=True)):
+            for token in set(h_lp) & set(v_lp):
+                assert v_lp[token] == pytest.approx(h_lp[token], abs=1e-3), (h["prompt_index"], pos, token)
+            # A token in one top-k only must tie with the k-th of the other (near-uniform random model).
+            for token in set(h_lp) ^ set(v_lp):
+                lp = h_lp.get(token, v_lp.get(token))
+                assert lp == pytest.approx(min(h_lp.values()), abs=1e-3), (h["prompt_index"], pos, token)
+
+
+@pytest.fixture(scope="module")
+def blank_line_judge(tmp_path_factory) -> dict:
+    """tests/tiny_guard.py's judge (template ends at <|end_header_id|>, "\n\n" before its verdict)."""
+    import tiny_guard
+
+    model = tiny_guard.build(tmp_path_factory.mktemp("tiny-guard") / "model")
+    return {"model": model, "rows": tiny_guard.rows(8, seed=7)}
+
+
+@vllm_test
+def test_llama_guard_judge_agrees_across_backends(blank_line_judge, tmp_path):
+    """The judge as the workflow runs it with backend vllm (in the vLLM interpreter) against the
+    transformers backend: same verdicts, same verdict positions after the blank line, same P(unsafe)."""
+    from safealign.judge.llama_guard import judge
+
+    rows = blank_line_judge["rows"]
+    params = {"type": "llama_guard", "name": "llama_guard", "model": {"path": str(blank_line_judge["model"])},
+              "max_new_tokens": 64, "top_logprobs": 20, "batch_size": 8, "offline": True}
+    hf, _ = judge(params["model"], rows, {**params, "backend": "transformers"})
+    gen = tmp_path / "alert.jsonl"
+    gen.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = [str(VLLM_PYTHON), "-m", "safealign.judge", "run", "--params", json.dumps({**params, "backend": "vllm"}),
+           "--generations", str(gen), "--out", str(tmp_path / "out.jsonl"), "--meta", str(tmp_path / "meta.json")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"vLLM judge failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
+    vl = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    for row, h, v in zip(rows, hf, vl, strict=True):
+        assert v["raw"] == h["raw"] and v["raw"].startswith("\n\n"), (h, v)
+        for key in ("verdict", "categories", "categories_ok", "parse_ok", "verdict_position"):
+            assert v[key] == h[key], (key, h, v)
+        assert h["verdict_position"] >= 1
+        assert v["p_unsafe"] == pytest.approx(h["p_unsafe"], abs=1e-3)
+        # High where the judge says unsafe, low where it says safe, on both backends.
+        assert (v["p_unsafe"] > 0.5) is (row["verdict"].split()[0] == "unsafe") is (v["verdict"] == "unsafe")
 
 
 @vllm_test

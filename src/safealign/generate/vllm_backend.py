@@ -13,7 +13,9 @@ What agrees with the transformers backend (tests/test_vllm.py checks each, fp32,
 - greedy generation gives the same token ids, hence the same texts (both decode the ids with the
   model's own tokenizer, ``skip_special_tokens=True``), with and without a LoRA adapter;
 - ``first_token_logprobs`` has the same keys and agrees to ~1e-6 (the scores after logits
-  processing, as transformers' ``output_scores``: ``logprobs_mode="processed_logprobs"``).
+  processing, as transformers' ``output_scores``: ``logprobs_mode="processed_logprobs"``);
+  so do the per-position ``logprobs``, ``token_ids`` (EOS included) and ``finished``, hence the
+  Llama Guard judge's P(unsafe) at its verdict position (tests/test_vllm.py).
 
 A LoRA adapter is served by vLLM only for architectures where it implements LoRA
 (:func:`lora_supported`); for the others (Falcon) the workflow passes merged weights instead
@@ -115,7 +117,7 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
                   "tokenizer_revision": model_ref["revision"]}
     else:
         raise ValueError(f"a model reference needs 'path' or 'hub', got {sorted(model_ref)}")
-    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    top_k_lp = max(int(settings.get("first_token_logprobs", 0) or 0), int(settings.get("logprobs", 0) or 0))
     kwargs.update(
         tokenizer=kwargs["model"],
         dtype=settings.get("dtype", "float32"),
@@ -179,7 +181,7 @@ def _check_lora(kwargs: dict[str, Any]) -> None:
 
 def _sampling_params(SamplingParams, settings: dict[str, Any], prompt_index: int):
     do_sample = bool(settings.get("do_sample", False))
-    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    top_k_lp = max(int(settings.get("first_token_logprobs", 0) or 0), int(settings.get("logprobs", 0) or 0))
     return SamplingParams(
         n=int(settings.get("num_samples", 1)),
         max_tokens=int(settings["max_new_tokens"]),
@@ -192,7 +194,8 @@ def _sampling_params(SamplingParams, settings: dict[str, Any], prompt_index: int
 
 
 def _first_token_logprobs(tok: Any, step: dict[int, Any], k: int) -> dict[str, float]:
-    """Top-k of the first step, keyed like the hf backend: ``tok.decode([id])``.
+    """Top-k of one step (the first, or each for ``logprobs``), keyed like the hf backend:
+    ``tok.decode([id])``.
 
     vLLM adds the chosen token when it is outside the top k, hence the rank filter. Ids that
     decode to the same text (e.g. partial UTF-8 bytes) collapse as in the hf backend: keys are
@@ -238,6 +241,7 @@ def generate_texts(
         tokenization_kwargs={"add_special_tokens": False},
     )
     top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    per_pos_lp = int(settings.get("logprobs", 0) or 0)
     out: list[dict[str, Any]] = []
     for i, res in enumerate(results):
         for sample, comp in enumerate(sorted(res.outputs, key=lambda c: c.index)):
@@ -247,9 +251,14 @@ def generate_texts(
                 "prompt_index": i,
                 "sample": sample,
                 "text": tok.decode(list(comp.token_ids), skip_special_tokens=True),
+                # "stop": EOS (kept in token_ids, as the hf backend keeps it); "length": cut off.
+                "finished": comp.finish_reason == "stop",
             }
             if top_k_lp:
                 row["first_token_logprobs"] = _first_token_logprobs(tok, comp.logprobs[0], top_k_lp)
+            if per_pos_lp:
+                row["token_ids"] = [int(t) for t in comp.token_ids]
+                row["logprobs"] = [_first_token_logprobs(tok, step, per_pos_lp) for step in comp.logprobs]
             out.append(row)
     return out
 
