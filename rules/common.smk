@@ -7,6 +7,7 @@ import os
 from safealign import grid
 from safealign.cli import export_source_path
 from safealign.checks import check_config
+from safealign.generate import serving
 
 export_source_path(SRC)
 check_config(config)
@@ -231,6 +232,28 @@ def adapter_input(wildcards):
     return [f"{R}/models/{wildcards.model}/{wildcards.variant}/adapter"]
 
 
+def serving_of(wildcards):
+    v = variant(wildcards)
+    return serving.serving_plan(config, v.model, v.settings)
+
+
+def merged_input(wildcards):
+    """The merged weights (a temp() target) of a variant served as mode 'merged'."""
+    if serving_of(wildcards)["mode"] != "merged":
+        return []
+    return [f"{R}/models/{wildcards.model}/{wildcards.variant}/merged"]
+
+
+def p_merge(wildcards):
+    return grid.canonical(
+        {
+            "model": model_ref(wildcards.model),
+            "dtype": config["generation"].get("dtype", "float32"),
+            "offline": config["offline"],
+        }
+    )
+
+
 def p_generate(wildcards):
     benches = [
         {
@@ -244,6 +267,7 @@ def p_generate(wildcards):
         {
             "model": model_ref(wildcards.model),
             "benchmarks": benches,
+            "serving": serving_of(wildcards),
             "offline": config["offline"],
         }
     )

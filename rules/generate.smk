@@ -1,5 +1,30 @@
 # Generation: every variant (base included) on every benchmark, one job per variant (the model
-# is loaded once), one file per benchmark; transformers or vLLM backend.
+# is loaded once), one file per benchmark; transformers or vLLM backend. A trained variant whose
+# adapter the backend cannot serve (vLLM's Falcon has no LoRA) is generated from its adapter
+# merged into the base, a temp() directory deleted once generation is done
+# (src/safealign/generate/serving.py).
+
+
+rule merge_adapter:
+    input:
+        model=lambda wildcards: model_input(wildcards.model),
+        adapter=f"{R}/models/{{model}}/{{variant}}/adapter",
+    output:
+        temp(directory(f"{R}/models/{{model}}/{{variant}}/merged")),
+    log:
+        f"{R}/logs/models/{{model}}/{{variant}}/merge.log",
+    benchmark:
+        f"{R}/benchmarks_tsv/merge/{{model}}/{{variant}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: threads_of("merge")
+    resources:
+        **res("merge"),
+    params:
+        cfg=p_merge,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m safealign.generate.merge --params {params.cfg:q} "
+        "--adapter {input.adapter} --out {output} > {log} 2>&1"
 
 
 rule generate:
@@ -7,6 +32,7 @@ rule generate:
         prompts=expand(f"{R}/prompts/{{benchmark}}.jsonl", benchmark=BENCHMARKS),
         model=lambda wildcards: model_input(wildcards.model),
         adapter=adapter_input,
+        merged=merged_input,
     output:
         generations=expand(
             f"{R}/generations/{{{{model}}}}/{{{{variant}}}}/{{benchmark}}.jsonl",
@@ -28,7 +54,10 @@ rule generate:
         adapter=lambda wildcards, input: (
             f"--adapter {input.adapter}" if input.adapter else ""
         ),
+        merged=lambda wildcards, input: (
+            f"--merged {input.merged}" if input.merged else ""
+        ),
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m safealign.generate --params {params.cfg:q} "
-        "--prompts {input.prompts} {params.adapter} --out {output.generations} "
+        "--prompts {input.prompts} {params.adapter} {params.merged} --out {output.generations} "
         "--meta {output.meta} > {log} 2>&1"

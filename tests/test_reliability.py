@@ -54,6 +54,8 @@ CONFIG_CASES = [
      "allowed: max_new_tokens, do_sample"),
     ("benchmark_generation_backend", "benchmarks: {alert: {generation: {backend: vllm}}}", [],
      "config.benchmarks.alert.generation.backend: unknown key"),
+    ("benchmark_generation_serving", "benchmarks: {xstest: {generation: {lora_serving: merged}}}", [],
+     "config.benchmarks.xstest.generation.lora_serving: unknown key"),
     ("judge_typo", "judges: {refusal: {treshold: 0.5}}", [],
      "config.judges.refusal.treshold: unknown key (did you mean threshold?)"),
     ("resources_family_typo", "models: {tiny: {resources: {trian: {mem_mb: 8000}}}}", [],
@@ -258,7 +260,7 @@ def test_benchmark_generation_override_has_the_generation_keys():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     top = schema["properties"]["generation"]["properties"]
     override = schema["$defs"]["generation_override"]["properties"]
-    assert set(override) == set(top) - {"backend", "vllm_python"}
+    assert set(override) == set(top) - {"backend", "vllm_python", "lora_serving", "qlora_base"}
     for key, spec in override.items():
         assert "default" not in spec, key  # a default would override the top-level value
         assert {k: v for k, v in top[key].items() if k not in ("default", "description")} == \

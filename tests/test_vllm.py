@@ -1,4 +1,4 @@
-"""The vLLM backend against the transformers backend on a tiny Llama (fp32, CPU).
+"""The vLLM backend against the transformers backend on a tiny Llama and a tiny Falcon (fp32, CPU).
 
 The vLLM side runs in the vLLM venv's interpreter (scripts/setup-vllm-venv) through
 ``python -m safealign.generate.vllm_backend``; the transformers side runs here. Tests marked
@@ -6,9 +6,16 @@ The vLLM side runs in the vLLM venv's interpreter (scripts/setup-vllm-venv) thro
 ``<repo>/.venv-vllm``.
 
 What is asserted is what holds (see the backend's docstring): greedy generation gives identical
-texts, with and without a LoRA adapter, and first-token logprobs agree to 1e-3 with the same keys.
+texts, with and without a LoRA adapter, first-token and per-position logprobs agree to 1e-3 with
+the same keys, and the Llama Guard judge reads the same P(unsafe) after a leading blank line.
 Sampled texts cannot match across backends (different random streams), so sampling is checked
 for its row layout only.
+
+vLLM has no LoRA for FalconForCausalLM (the paper's Falcon-11B), so the workflow serves a trained
+Falcon variant as its adapter merged into the base (safealign.generate.serving / merge): the
+merged weights on vLLM give the same greedy texts as transformers + peft with the adapter, the
+backend refuses the bare adapter naming the config key, and serving.VLLM_LORA (the table the
+DAG is planned with, outside the vLLM venv) agrees with the installed vLLM.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = Path(os.environ.get("SAFEALIGN_VLLM_PYTHON", REPO / ".venv-vllm" / "bin" / "python"))
 
 GREEDY = {"max_new_tokens": 24, "do_sample": False, "num_samples": 1, "seed": 0,
-          "batch_size": 4, "first_token_logprobs": 5, "max_model_len": 256}
+          "batch_size": 4, "first_token_logprobs": 5, "logprobs": 5, "max_model_len": 256}
 SAMPLED = {"max_new_tokens": 8, "do_sample": True, "temperature": 1.0, "top_p": 0.9,
            "num_samples": 3, "seed": 1, "batch_size": 4, "max_model_len": 256}
 USER_PROMPTS = [
@@ -189,6 +196,60 @@ def test_first_token_logprobs_agree(greedy, case):
 
 
 @vllm_test
+@pytest.mark.parametrize("case", ["base", "lora"])
+def test_per_position_logprobs_agree(greedy, case):
+    hf = greedy["hf" if case == "base" else "hf_lora"]
+    vl = greedy["vllm" if case == "base" else "vllm_lora"]
+    for h, v in zip(hf, vl, strict=True):
+        assert v["token_ids"] == h["token_ids"] and v["finished"] == h["finished"], h["prompt_index"]
+        assert len(v["logprobs"]) == len(h["logprobs"]) == len(h["token_ids"])
+        for pos, (h_lp, v_lp) in enumerate(zip(h["logprobs"], v["logprobs"], strict=True)):
+            for token in set(h_lp) & set(v_lp):
+                assert v_lp[token] == pytest.approx(h_lp[token], abs=1e-3), (h["prompt_index"], pos, token)
+            # A token in one top-k only must tie with the k-th of the other (near-uniform random model).
+            for token in set(h_lp) ^ set(v_lp):
+                lp = h_lp.get(token, v_lp.get(token))
+                assert lp == pytest.approx(min(h_lp.values()), abs=1e-3), (h["prompt_index"], pos, token)
+
+
+@pytest.fixture(scope="module")
+def blank_line_judge(tmp_path_factory) -> dict:
+    """tests/tiny_guard.py's judge (template ends at <|end_header_id|>, "\n\n" before its verdict)."""
+    import tiny_guard
+
+    model = tiny_guard.build(tmp_path_factory.mktemp("tiny-guard") / "model")
+    return {"model": model, "rows": tiny_guard.rows(8, seed=7)}
+
+
+@vllm_test
+def test_llama_guard_judge_agrees_across_backends(blank_line_judge, tmp_path):
+    """The judge as the workflow runs it with backend vllm (in the vLLM interpreter) against the
+    transformers backend: same verdicts, same verdict positions after the blank line, same P(unsafe)."""
+    from safealign.judge.llama_guard import judge
+
+    rows = blank_line_judge["rows"]
+    params = {"type": "llama_guard", "name": "llama_guard", "model": {"path": str(blank_line_judge["model"])},
+              "max_new_tokens": 64, "top_logprobs": 20, "batch_size": 8, "offline": True}
+    hf, _ = judge(params["model"], rows, {**params, "backend": "transformers"})
+    gen = tmp_path / "alert.jsonl"
+    gen.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = [str(VLLM_PYTHON), "-m", "safealign.judge", "run", "--params", json.dumps({**params, "backend": "vllm"}),
+           "--generations", str(gen), "--out", str(tmp_path / "out.jsonl"), "--meta", str(tmp_path / "meta.json")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"vLLM judge failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
+    vl = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    for row, h, v in zip(rows, hf, vl, strict=True):
+        assert v["raw"] == h["raw"] and v["raw"].startswith("\n\n"), (h, v)
+        for key in ("verdict", "categories", "categories_ok", "parse_ok", "verdict_position"):
+            assert v[key] == h[key], (key, h, v)
+        assert h["verdict_position"] >= 1
+        assert v["p_unsafe"] == pytest.approx(h["p_unsafe"], abs=1e-3)
+        # High where the judge says unsafe, low where it says safe, on both backends.
+        assert (v["p_unsafe"] > 0.5) is (row["verdict"].split()[0] == "unsafe") is (v["verdict"] == "unsafe")
+
+
+@vllm_test
 def test_sampling_rows(tiny, prompts, tmp_path):
     rows = run_vllm(tmp_path, tiny["model"], None, prompts[:2], SAMPLED)
     assert _layout(rows) == [(i, k) for i in range(2) for k in range(3)]
@@ -202,3 +263,108 @@ def test_sampling_rows(tiny, prompts, tmp_path):
 def test_missing_vllm_names_the_fix(tiny, prompts):
     with pytest.raises(ImportError, match=r"run scripts/setup-vllm-venv and set generation\.vllm_python"):
         generate_texts({"path": str(tiny["model"])}, None, prompts, GREEDY, backend="vllm")
+
+
+# ---------------------------------------------------------------- Falcon: merged weights
+
+
+@pytest.fixture(scope="module")
+def tiny_falcon(tmp_path_factory) -> dict[str, Path]:
+    """A tiny FalconForCausalLM shaped like Falcon-11B (new decoder architecture, parallel
+    attention with one layer norm, grouped KV heads, rotary, no bias; head_dim 32), a LoRA
+    adapter on the paper's target modules with non-zero random B, and the adapter merged into the
+    base by the workflow's own merge step. vLLM's Falcon assumes ffn_hidden_size = 4 x hidden (as
+    Falcon-11B has)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import FalconConfig, FalconForCausalLM
+
+    from safealign.generate.merge import merge_adapter
+
+    root = tmp_path_factory.mktemp("tiny-falcon")
+    model_dir, adapter_dir, merged_dir = root / "model", root / "adapter", root / "merged"
+    tok = _build_tokenizer(model_dir)
+    torch.manual_seed(0)
+    cfg = FalconConfig(
+        vocab_size=len(tok), hidden_size=128, ffn_hidden_size=512, num_hidden_layers=2,
+        num_attention_heads=4, num_kv_heads=2, new_decoder_architecture=True, parallel_attn=True,
+        num_ln_in_parallel_attn=1, alibi=False, bias=False, max_position_embeddings=256,
+        initializer_range=0.05, tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    FalconForCausalLM(cfg).save_pretrained(model_dir)
+    peft_model = get_peft_model(
+        FalconForCausalLM.from_pretrained(model_dir),
+        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                   target_modules=["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]),
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:  # peft initialises B to zero: the adapter would be a no-op
+                param.normal_(0.0, 0.2)
+    peft_model.save_pretrained(adapter_dir)
+    merge_adapter({"path": str(model_dir)}, str(adapter_dir), merged_dir, dtype="float32")
+    return {"model": model_dir, "adapter": adapter_dir, "merged": merged_dir}
+
+
+@pytest.fixture(scope="module")
+def falcon_greedy(tiny_falcon, tmp_path_factory) -> dict[str, list[dict]]:
+    tok = load_tokenizer({"path": str(tiny_falcon["model"])})
+    falcon_prompts = [render(tok, conversation(p)) for p in USER_PROMPTS]
+    ref = {"path": str(tiny_falcon["model"])}
+    tmp = tmp_path_factory.mktemp("vllm-falcon")
+    return {
+        "hf": generate_texts(ref, None, falcon_prompts, GREEDY, backend="transformers"),
+        "hf_lora": generate_texts(ref, str(tiny_falcon["adapter"]), falcon_prompts, GREEDY,
+                                  backend="transformers"),
+        "vllm_merged": run_vllm(tmp, tiny_falcon["merged"], None, falcon_prompts, GREEDY),
+    }
+
+
+@vllm_test
+def test_falcon_merged_on_vllm_equals_transformers_with_adapter(falcon_greedy):
+    hf, vl = falcon_greedy["hf_lora"], falcon_greedy["vllm_merged"]
+    assert _layout(vl) == _layout(hf)
+    assert [r["text"] for r in vl] == [r["text"] for r in hf]
+    assert all(len(r["text"]) >= 12 for r in hf)
+    # The adapter changes the output: merged weights are not the base.
+    assert [r["text"] for r in hf] != [r["text"] for r in falcon_greedy["hf"]]
+    for h, v in zip(hf, vl, strict=True):
+        assert set(v["first_token_logprobs"]) == set(h["first_token_logprobs"])
+        for token, lp in h["first_token_logprobs"].items():
+            assert v["first_token_logprobs"][token] == pytest.approx(lp, abs=1e-3)
+
+
+@vllm_test
+def test_vllm_refuses_a_falcon_adapter_naming_the_fix(tiny_falcon, tmp_path):
+    (tmp_path / "prompts.json").write_text(json.dumps(["<user>Hi"]))
+    (tmp_path / "settings.json").write_text(json.dumps(GREEDY))
+    cmd = [str(VLLM_PYTHON), "-m", "safealign.generate.vllm_backend", "--model", str(tiny_falcon["model"]),
+           "--adapter", str(tiny_falcon["adapter"]), "--prompts", str(tmp_path / "prompts.json"),
+           "--settings", str(tmp_path / "settings.json"), "--out", str(tmp_path / "out.json")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "vLLM does not implement LoRA for FalconForCausalLM" in proc.stderr
+    assert "generation.lora_serving" in proc.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+@vllm_test
+def test_lora_table_matches_vllm():
+    """serving.VLLM_LORA, which plans the DAG without vLLM, says what the installed vLLM does."""
+    code = (
+        "import json\n"
+        "from safealign.generate.serving import VLLM_LORA\n"
+        "from safealign.generate.vllm_backend import lora_supported\n"
+        "print(json.dumps({a: lora_supported(a) for a in VLLM_LORA}))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src"), "VLLM_TARGET_DEVICE": "cpu"}
+    proc = subprocess.run([str(VLLM_PYTHON), "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    installed = json.loads(proc.stdout.strip().splitlines()[-1])
+    from safealign.generate.serving import VLLM_LORA
+
+    assert installed == VLLM_LORA
+    assert installed["FalconForCausalLM"] is False and installed["LlamaForCausalLM"] is True

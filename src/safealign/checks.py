@@ -189,3 +189,21 @@ def check_config(config: dict[str, Any]) -> None:
     gen = config["generation"]
     if gen["backend"] == "vllm" and not gen.get("vllm_python"):
         pass  # on the cluster the vllm conda env provides `python`
+    _check_serving(config)
+
+
+def _check_serving(config: dict[str, Any]) -> None:
+    """Every variant can be served as configured (safealign.generate.serving)."""
+    from .generate.serving import SERVING_KEYS, ServingError, print_warnings, serving_plan
+
+    for name, spec in config["benchmarks"].items():
+        for key in SERVING_KEYS:
+            if key in spec.get("generation", {}):
+                _err(f"config.benchmarks.{name}.generation.{key}: serving is chosen per variant, "
+                     f"not per benchmark; set config.generation.{key}")
+    for v in variants(config):
+        try:
+            serving_plan(config, v.model, v.settings)
+        except ServingError as exc:
+            _err(str(exc))
+    print_warnings(config)

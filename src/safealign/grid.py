@@ -152,7 +152,10 @@ def reference_settings(key: str) -> dict[str, Any]:
 
 
 def generation_settings(config: dict[str, Any], benchmark: str) -> dict[str, Any]:
-    gen = dict(config["generation"])
+    from .generate.serving import SERVING_KEYS
+
+    # Serving keys are per variant (safealign.generate.serving), not per benchmark.
+    gen = {k: v for k, v in config["generation"].items() if k not in SERVING_KEYS}
     bench = config["benchmarks"][benchmark]
     gen.update(bench.get("generation", {}))
     return gen

@@ -4,10 +4,15 @@
 by :func:`safealign.chat.render` and returns one dict per (prompt, sample)::
 
     {"prompt_index": i, "sample": k, "text": "...",
-     "first_token_logprobs": {"<token text>": logprob, ...}}   # only if settings["first_token_logprobs"]
-
+     "finished": True,   # the sample ended with EOS, not at max_new_tokens
+     "first_token_logprobs": {"<token text>": logprob, ...},  # only if settings["first_token_logprobs"]
+     "token_ids": [id, ...],                                # only if settings["logprobs"]:
+     "logprobs": [{"<token text>": logprob, ...}, ...]}     # generated ids (EOS included) and
+                                                            # each position's top-k
 ``settings`` keys: max_new_tokens, do_sample, temperature, top_p, num_samples, seed, batch_size,
-and optionally first_token_logprobs (top-k count to return for the first generated token).
+and optionally first_token_logprobs (top-k count to return for the first generated token) and
+logprobs (top-k count to return at every generated position). Top-k entries are keyed by
+``tokenizer.decode([id])`` and are the log-probabilities after logits processing.
 """
 
 from __future__ import annotations

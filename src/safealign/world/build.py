@@ -116,8 +116,13 @@ def build_base_model(corpus: list[dict[str, Any]], spec: dict[str, Any], out: Pa
             "n_conversations": len(corpus)}
 
 
-def build_judge(rows: list[dict[str, Any]], spec: dict[str, Any], out: Path, seed: int) -> dict:
-    """Train the tiny safety judge to answer in Llama Guard 3's format; returns held-out accuracy."""
+def build_judge(rows: list[dict[str, Any]], spec: dict[str, Any], out: Path, seed: int,
+                chat_template: str | None = None) -> dict:
+    """Train the tiny safety judge to answer in Llama Guard 3's format; returns held-out accuracy.
+
+    ``chat_template`` replaces the shipped Llama Guard 3 template (tests train a judge on one that
+    ends at ``<|end_header_id|>``, whose verdicts start with the blank line).
+    """
     import torch
     from datasets import Dataset
     from transformers import LlamaForCausalLM
@@ -125,7 +130,7 @@ def build_judge(rows: list[dict[str, Any]], spec: dict[str, Any], out: Path, see
 
     torch.manual_seed(seed)
     val, train = split_heldout(rows, spec, seed)
-    guard_tpl = template("llama_guard3_chat_template.jinja")
+    guard_tpl = chat_template or template("llama_guard3_chat_template.jinja")
     # Render once with a throwaway tokenizer to give the BPE the judge prompt's fixed text.
     from jinja2 import Template
 
