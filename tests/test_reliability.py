@@ -334,3 +334,23 @@ def test_snakemake_nested_cli_form_reaches_the_training_job(project):
     assert dpo and all('"beta":0.2' in line for line in dpo), dpo
     assert any('"beta":0.1' in line for line in train if "safe_kto-seed0" in line)
     assert not (project / "results").exists()
+
+
+if __name__ == "__main__":
+    # The table of cases and their messages (issue 14's closing note):
+    #   PYTHONPATH=src python tests/test_reliability.py
+    import tempfile
+
+    import huggingface_hub.constants
+
+    for case_id, overlay, cli, _ in CONFIG_CASES:
+        scratch = Path(tempfile.mkdtemp())
+        _scratch(scratch)
+        huggingface_hub.constants.HF_HUB_CACHE = str(scratch / "hub")
+        try:
+            parse(scratch, overlay, cli)
+            lines = ["(no error)"]
+        except ConfigError as e:
+            lines = [line.replace(str(scratch), "<tmp>") for line in str(e).splitlines()
+                     if not re.fullmatch(r"\d+ config problems?:", line)]
+        print(f"| {case_id} | {'<br>'.join(lines).replace('|', '&#124;')} |")
