@@ -1,17 +1,22 @@
 """Generate one variant's responses to every benchmark (the model is loaded once).
 
     python -m safealign.generate --params JSON [--adapter DIR] --prompts P1 P2 .. --out G1 G2 .. --meta FILE
+        [--shard-size N]
 
 ``params["benchmarks"]`` lists, in the order of ``--prompts``/``--out``, each benchmark's name,
 system prompt and generation settings. Prompts are rendered with the policy tokenizer's own chat
-template, then sent to the configured backend (transformers or vLLM).
+template, then sent to the configured backend (transformers or vLLM) one shard of ``--shard-size``
+prompts at a time: a killed or pre-empted job's rerun reads back the finished shards
+(:mod:`safealign.shards`) and generates only the rest. Each shard is one backend call with the
+benchmark's settings, so a sampled run's random stream starts from the configured seed in every
+shard (vLLM: per-prompt seed = seed + index within the shard).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .. import io
+from .. import io, shards
 from ..chat import conversation, render
 from ..cli import setup
 from ..models import describe, load_tokenizer
@@ -25,6 +30,8 @@ def main() -> None:
     p.add_argument("--adapter")
     p.add_argument("--out", nargs="+", required=True)
     p.add_argument("--meta", required=True)
+    p.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE,
+                   help="prompts per resumable shard (default %(default)s)")
     args = p.parse_args()
     params = setup(args)
     benches = params["benchmarks"]
@@ -37,13 +44,33 @@ def main() -> None:
         system = bench.get("system_prompt")
         rendered = [render(tok, conversation(r["prompt"], system=system)) for r in records]
         settings = bench["generation"]
-        outputs = generate_texts(params["model"], args.adapter, rendered, settings, settings["backend"])
+        outputs, _ = shards.run_sharded(
+            shards.progress_dir(out), _shard_key(params, bench, prompts_file, args.adapter), len(rendered),
+            args.shard_size, _shard_work(params["model"], args.adapter, rendered, settings), "prompts")
         rows = [{**records[o["prompt_index"]], "sample": o["sample"], "response": o["text"].strip()}
                 for o in outputs]
         io.write_jsonl(out, rows)
         meta[bench["name"]] = {"settings": settings, "system_prompt": system,
                                "n_prompts": len(records), "n_responses": len(rows)}
     io.write_json(args.meta, io.provenance(model=describe(params["model"], args.adapter), benchmarks=meta))
+    for out in args.out:  # only now: Snakemake deletes every output of a job that did not finish
+        shards.clean(shards.progress_dir(out))
+
+
+def _shard_key(params: dict, bench: dict, prompts_file: str, adapter: str | None) -> dict:
+    """What a benchmark's generations depend on: finished shards are reused only if all are equal."""
+    return {"model": params["model"], "model_files": shards.file_stamp(params["model"].get("path")),
+            "adapter": shards.file_stamp(adapter), "benchmark": bench,
+            "prompts": io.sha256_file(prompts_file)}
+
+
+def _shard_work(model: dict, adapter: str | None, rendered: list[str], settings: dict):
+    """Generate prompts [lo, hi) in one backend call; prompt_index is made global again."""
+    def work(k: int, lo: int, hi: int) -> tuple[list[dict], None]:
+        outs = generate_texts(model, adapter, rendered[lo:hi], settings, settings["backend"])
+        return [{**o, "prompt_index": o["prompt_index"] + lo} for o in outs], None
+
+    return work
 
 
 if __name__ == "__main__":
