@@ -123,6 +123,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny, tmp_path):
     want = load_file(tmp_path / "uninterrupted" / "adapter_model.safetensors")
     assert got.keys() == want.keys() and got
     diff = max(float((got[k] - want[k]).abs().max()) for k in got)
+    print(f"training resumed at step {resumed_at} of {TOTAL_STEPS}; max |resumed - uninterrupted| = {diff:.3g}")
     assert diff <= ADAPTER_ATOL, f"resumed adapter differs from the uninterrupted one by {diff}"
     moved = max(float(v.abs().max()) for k, v in got.items() if "lora_B" in k)
     assert moved > 1e-3  # it did train (LoRA B starts at zero)
@@ -327,4 +328,55 @@ def test_killed_generation_resumes_without_redoing_finished_shards(tiny, tmp_pat
     assert [int(k) for k in read_back] == list(range(1, len(done) + 1))
     assert [int(k) for k in computed] == list(range(len(done) + 1, n_shards + 1))
     assert io.read_jsonl(run / "alert.jsonl") == whole
+    print(f"generation killed after {len(done)} of {n_shards} shards; the rerun computed {len(computed)}")
     assert not progress.exists()
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("trainer, loss_type, shared", [("dpo", "sigmoid", True), ("kto", "kto", False)])
+def test_resume_gives_the_uninterrupted_adapter_for_other_trainers(tiny, tmp_path, monkeypatch, trainer,
+                                                                     loss_type, shared):
+    """In process: a run stopped at step 12 (after its checkpoint at step 10) is resumed by a second
+    run, which runs the remaining steps and writes the adapter of a run without checkpoints (shared
+    reference log-probs; KTO's unpaired rows)."""
+    from safetensors.torch import load_file
+
+    import safealign.train.run as run
+
+    model_ref, pairs, _ = tiny
+    s = {**SETTINGS, "trainer": trainer, "loss_type": loss_type, "num_train_epochs": 1,
+         "per_device_train_batch_size": 2}
+    if trainer == "kto":
+        del s["label_smoothing"]
+    steps = N_PAIRS * (2 if trainer == "kto" else 1) // 2
+    refs = run.compute_ref_logps(model_ref, pairs, {"max_length": s["max_length"]}) if shared else None
+    plain = train(model_ref, pairs, s, tmp_path / "plain", refs)
+
+    counter = run.step_counter
+
+    def killing_counter():
+        cb = counter()
+        on_step_end = cb.on_step_end
+
+        def stop_at_12(args, state, control, **kwargs):
+            on_step_end(args, state, control, **kwargs)
+            if state.global_step == 12:
+                raise _Killed
+
+        cb.on_step_end = stop_at_12
+        return cb
+
+    ckpt = tmp_path / "checkpoints"
+    monkeypatch.setattr(run, "step_counter", killing_counter)
+    with pytest.raises(_Killed):
+        train(model_ref, pairs, s, tmp_path / "killed", refs, ckpt, checkpoint_steps=5)
+    assert _complete_checkpoints(ckpt) == [10]  # only the last one is kept
+    monkeypatch.setattr(run, "step_counter", counter)
+    resumed = train(model_ref, pairs, s, tmp_path / "resumed", refs, ckpt, checkpoint_steps=5)
+    assert resumed["resumed_from_step"] == 10 and resumed["steps_run_in_this_job"] == steps - 10
+    a = load_file(tmp_path / "plain" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "resumed" / "adapter_model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= ADAPTER_ATOL
