@@ -338,10 +338,15 @@ def main() -> None:
     refs = io.read_jsonl(args.ref_logps) if args.ref_logps else None
     if refs is not None and [r["id"] for r in refs] != [p_["id"] for p_ in pairs]:
         raise ValueError(f"{args.ref_logps} does not match {args.pairs} row for row")
-    name = f"method {args.method or params['settings']['trainer']}" + (f" (variant {args.variant})" if args.variant else "")
+    name = f"method {args.method}" if args.method else "training"
+    if args.variant:
+        name += f" (variant {args.variant})"
     checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else None
-    with io.atomic_dir(args.out) as tmp:
-        record = train(model_ref, pairs, params["settings"], tmp, refs, checkpoints, args.checkpoint_steps, name)
+    try:
+        with io.atomic_dir(args.out) as tmp:
+            record = train(model_ref, pairs, params["settings"], tmp, refs, checkpoints, args.checkpoint_steps, name)
+    except NonFiniteLossError as err:
+        raise SystemExit(f"safealign: {err}") from None
     io.write_json(args.log, io.provenance(model=describe(model_ref), **record))
     if checkpoints is not None:  # only now: a job killed before this point resumes from them
         shutil.rmtree(checkpoints, ignore_errors=True)
