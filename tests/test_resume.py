@@ -165,6 +165,15 @@ def test_a_nan_loss_is_not_hidden_by_transformers_logging_filter(tmp_path):
     assert (args.save_strategy, args.save_steps, args.save_total_limit, args.save_only_model) == ("steps", 25, 1, False)
 
 
+@pytest.mark.parametrize("key", ["save_steps", "save_total_limit", "save_only_model", "resume_from_checkpoint",
+                                 "logging_nan_inf_filter"])
+def test_checkpoint_and_nan_fields_cannot_be_configured(tmp_path, key):
+    """The workflow sets them itself (a configured one would be silently overridden)."""
+    with pytest.raises(ValueError, match=f"^{key} is set by the workflow"):
+        methods.trl_config({**SETTINGS, key: 1}, str(tmp_path), True, False)
+    assert "checkpoint_steps" in methods.WORKFLOW_KEYS and methods.key_problems({**SETTINGS, "checkpoint_steps": 5}) == []
+
+
 def test_checkpoint_interval_is_kept_out_of_the_train_params(default_config):
     """Changing checkpoint_steps changes how the job runs, not its params (which would rerun it)."""
     import copy
