@@ -213,10 +213,18 @@ def p_train(wildcards):
     return grid.canonical(
         {
             "model": model_ref(v.model),
-            "settings": v.settings,
+            "settings": grid.computed_settings(v.settings),
             "offline": config["offline"],
         }
     )
+
+
+def p_train_run(wildcards, output):
+    """How the training job runs: checkpoint interval and directory (a sibling of the adapter,
+    which Snakemake never deletes), and the method's name for error messages. A function of
+    `output`, so Snakemake does not rerun training when it changes (unlike p_train)."""
+    v = variant(wildcards)
+    return grid.train_run_args(v, output.adapter)
 
 
 def ref_logps_input(wildcards):

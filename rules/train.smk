@@ -1,5 +1,8 @@
 # Preference training: shared reference log-probs once per (model, data, reference key = dtype,
-# 4-bit, bf16 autocast, max_length), then one job per variant (method cell x seed).
+# 4-bit, bf16 autocast, max_length), then one job per variant (method cell x seed). A training job
+# checkpoints into results/models/<m>/<variant>/checkpoints/ (not an output, so Snakemake keeps it
+# when the job fails) and a rerun resumes from there; `run` is a function of `output`, so changing
+# the checkpoint interval never reruns training.
 
 
 rule ref_logps:
@@ -51,6 +54,7 @@ rule train:
         ref=lambda wildcards, input: (
             f"--ref-logps {input.ref_logps}" if input.ref_logps else ""
         ),
+        run=p_train_run,
     shell:
         "OMP_NUM_THREADS={threads} python -m safealign.train.run train --params {params.cfg:q} --pairs {input.pairs} {params.ref} "
-        "--out {output.adapter} --log {output.log} > {log} 2>&1"
+        "--out {output.adapter} --log {output.log} {params.run} > {log} 2>&1"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shlex
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from .train.methods import default_beta
@@ -20,6 +22,12 @@ BASE = "base"
 # Method keys that may be given as a list to sweep (each value becomes its own grid cell).
 SWEEPABLE = ("beta", "learning_rate", "label_smoothing", "num_train_epochs", "lora_r")
 REFERENCE_FREE = {"orpo", "cpo"}
+# Training keys that change how a job runs, not what it computes. They stay out of the train rule's
+# params (a changed param reruns the job) and reach it through a params function of `output`, which
+# Snakemake does not count as a rerun trigger (rules/common.smk p_train_run).
+RUN_KEYS = ("checkpoint_steps",)
+# Optimizer steps between trainer checkpoints when `checkpoint_steps` is not set (0: none).
+DEFAULT_CHECKPOINT_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,29 @@ def merged_training(config: dict[str, Any], model: str, method: dict[str, Any]) 
     if beta is not None and "beta" not in method:
         out["beta"] = beta
     return out
+
+
+def computed_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A variant's settings without :data:`RUN_KEYS`: what its adapter depends on (the rule's params)."""
+    return {k: v for k, v in settings.items() if k not in RUN_KEYS}
+
+
+def checkpoint_steps(settings: dict[str, Any]) -> int:
+    """Optimizer steps between a training job's resumable checkpoints (0: no checkpoints)."""
+    return int(settings.get("checkpoint_steps", DEFAULT_CHECKPOINT_STEPS))
+
+
+def checkpoint_dir(adapter: str) -> str:
+    """Where a training job keeps its resumable checkpoints: ``checkpoints/`` next to its adapter."""
+    return str(PurePosixPath(adapter).parent / "checkpoints")
+
+
+def train_run_args(v: Variant, adapter: str) -> str:
+    """The training job's run options (shell-quoted): checkpoint directory and interval, and the
+    method and variant its error messages name."""
+    args = ["--checkpoint-dir", checkpoint_dir(adapter), "--checkpoint-steps", str(checkpoint_steps(v.settings)),
+            "--method", str(v.method), "--variant", f"{v.model}/{v.name}"]
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def variants(config: dict[str, Any]) -> list[Variant]:

@@ -1,11 +1,15 @@
 """Generate one variant's responses to every benchmark (the model is loaded once).
 
     python -m safealign.generate --params JSON [--adapter DIR [--merged DIR]] --prompts P1 P2 .. \
-        --out G1 G2 .. --meta FILE
+        --out G1 G2 .. --meta FILE [--shard-size N]
 
 ``params["benchmarks"]`` lists, in the order of ``--prompts``/``--out``, each benchmark's name,
 system prompt and generation settings. Prompts are rendered with the policy tokenizer's own chat
-template, then sent to the configured backend (transformers or vLLM).
+template, then sent to the configured backend (transformers or vLLM) one shard of ``--shard-size``
+prompts at a time: a killed or pre-empted job's rerun reads back the finished shards
+(:mod:`safealign.shards`) and generates only the rest. Each shard is one backend call whose seed is
+the configured seed plus the shard's first prompt index, so shards draw independent random streams
+(vLLM: per-prompt seed = seed + global prompt index, the same samples as one unsharded call).
 
 ``params["serving"]`` is the variant's plan (:func:`safealign.generate.serving.serving_plan`):
 with mode ``merged`` the model generated from is ``--merged`` (the adapter merged into the base),
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import io
+from .. import io, shards
 from ..chat import conversation, render
 from ..cli import setup
 from ..models import describe, load_tokenizer
@@ -31,6 +35,8 @@ def main() -> None:
     p.add_argument("--merged", help="the adapter merged into the base (serving mode 'merged')")
     p.add_argument("--out", nargs="+", required=True)
     p.add_argument("--meta", required=True)
+    p.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE,
+                   help="prompts per resumable shard (default %(default)s)")
     args = p.parse_args()
     params = setup(args)
     benches = params["benchmarks"]
@@ -47,7 +53,9 @@ def main() -> None:
         settings = bench["generation"]
         if serving.get("quantization"):
             settings = {**settings, "quantization": serving["quantization"]}
-        outputs = generate_texts(model_ref, adapter, rendered, settings, settings["backend"])
+        outputs, _ = shards.run_sharded(
+            shards.progress_dir(out), _shard_key(params, bench, prompts_file, args.adapter, serving),
+            len(rendered), args.shard_size, _shard_work(model_ref, adapter, rendered, settings), "prompts")
         rows = [{**records[o["prompt_index"]], "sample": o["sample"], "response": o["text"].strip()}
                 for o in outputs]
         io.write_jsonl(out, rows)
@@ -55,6 +63,8 @@ def main() -> None:
                                "n_prompts": len(records), "n_responses": len(rows)}
     io.write_json(args.meta, io.provenance(model=describe(params["model"], args.adapter),
                                            serving=serving, benchmarks=meta))
+    for out in args.out:  # only now: Snakemake deletes every output of a job that did not finish
+        shards.clean(shards.progress_dir(out))
 
 
 def served_model(model_ref: dict, adapter: str | None, merged: str | None,
@@ -67,6 +77,24 @@ def served_model(model_ref: dict, adapter: str | None, merged: str | None,
     if merged:
         raise ValueError(f"--merged given but the serving mode is {serving['mode']!r}")
     return model_ref, adapter
+
+
+def _shard_key(params: dict, bench: dict, prompts_file: str, adapter: str | None, serving: dict) -> dict:
+    """What a benchmark's generations depend on: finished shards are reused only if all are equal."""
+    return {"model": params["model"], "model_files": shards.file_stamp(params["model"].get("path")),
+            "adapter": shards.file_stamp(adapter), "benchmark": bench, "serving": serving,
+            "prompts": io.sha256_file(prompts_file)}
+
+
+def _shard_work(model: dict, adapter: str | None, rendered: list[str], settings: dict):
+    """Generate prompts [lo, hi) in one backend call; prompt_index is made global again, and the
+    seed is offset by ``lo`` so that shards do not repeat one random stream."""
+    def work(k: int, lo: int, hi: int) -> tuple[list[dict], None]:
+        shard_settings = {**settings, "seed": int(settings.get("seed", 0)) + lo}
+        outs = generate_texts(model, adapter, rendered[lo:hi], shard_settings, settings["backend"])
+        return [{**o, "prompt_index": o["prompt_index"] + lo} for o in outs], None
+
+    return work
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
     python -m safealign.judge run --params JSON --generations FILE --out FILE --meta FILE
     python -m safealign.judge validate --params JSON --examples FILE --out FILE
 
-Judging is separate from generation: adding or swapping a judge never regenerates.
+Judging is separate from generation: adding or swapping a judge never regenerates. ``run`` judges
+one shard of ``--shard-size`` rows at a time: a killed or pre-empted job's rerun reads back the
+finished shards (:mod:`safealign.shards`) and judges only the rest.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import io
+from .. import io, shards
 from ..cli import setup
 from ..models import describe
 
@@ -69,6 +71,8 @@ def main() -> None:
     p.add_argument("--examples")
     p.add_argument("--out", nargs="+", required=True)
     p.add_argument("--meta")
+    p.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE,
+                   help="rows per resumable shard (default %(default)s)")
     args = p.parse_args()
     params = setup(args)
     if args.what == "validate":
@@ -86,11 +90,19 @@ def main() -> None:
     metas = {}
     for gen_file, out in zip(args.generations, args.out, strict=True):
         rows = io.read_jsonl(gen_file)
-        judged, meta = run_judge(params, rows)
+
+        def work(k: int, lo: int, hi: int, rows: list[dict] = rows) -> tuple[list[dict], dict]:
+            return run_judge(params, rows[lo:hi])
+
+        key = {"params": params, "generations": io.sha256_file(gen_file),
+               "model_files": shards.file_stamp(params.get("model", {}).get("path"))}
+        judged, meta = shards.run_sharded(shards.progress_dir(out), key, len(rows), args.shard_size, work, "rows")
         io.write_jsonl(out, [{**{k: r[k] for k in keep if k in r}, **j}
                              for r, j in zip(rows, judged, strict=True)])
         metas[gen_file] = meta
     io.write_json(args.meta, io.provenance(judge=params["name"], type=params["type"], files=metas))
+    for out in args.out:  # only now: Snakemake deletes every output of a job that did not finish
+        shards.clean(shards.progress_dir(out))
 
 
 if __name__ == "__main__":

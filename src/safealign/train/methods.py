@@ -85,6 +85,8 @@ WORKFLOW_KEYS = {
     "share_reference": "DPO family: read the shared reference log-probs (grid.shares_reference)",
     "seeds": "one variant per seed (grid.variants)",
     "enabled": "drops a method from the grid (grid.variants)",
+    "checkpoint_steps": ("trainer checkpoint interval for resuming a killed job; kept out of the train "
+                         "rule's params, so changing it never reruns training (grid.RUN_KEYS, run.train)"),
 }
 # Keys that reach TRL under another name or shape (documented in config/README.md).
 MAPPED = {
@@ -105,7 +107,12 @@ REJECTED = {
     "use_cpu": "is set by the workflow (CPU exactly when no GPU is visible)",
     "fp16": "is not supported: set bf16 (autocast on a GPU) or dtype",
     "report_to": "is set by the workflow (the log goes to train.json)",
-    "save_strategy": "is set by the workflow (the final adapter is saved once)",
+    "save_strategy": "is set by the workflow (from checkpoint_steps)",
+    "save_steps": "is set by the workflow: set checkpoint_steps",
+    "save_total_limit": "is set by the workflow (the last checkpoint is kept until the adapter is written)",
+    "save_only_model": "is set by the workflow (checkpoints keep optimizer and RNG state to resume exactly)",
+    "resume_from_checkpoint": "is set by the workflow (a rerun resumes from the last checkpoint)",
+    "logging_nan_inf_filter": "is set by the workflow (off: a non-finite loss stops training)",
     "logging_steps": "is set by the workflow (every step is logged to train.json)",
     "precompute_ref_log_probs": "is set by the workflow (see share_reference)",
     "disable_tqdm": "is set by the workflow",
@@ -159,11 +166,14 @@ def key_problems(settings: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def trl_config(settings: dict[str, Any], output_dir: str, use_cpu: bool, bf16: bool):
+def trl_config(settings: dict[str, Any], output_dir: str, use_cpu: bool, bf16: bool,
+               checkpoint_steps: int = 0):
     """Build the TRL config for a method's merged settings.
 
     Every key reaches the config (itself, or through :data:`MAPPED`) or is in :data:`WORKFLOW_KEYS`;
     any other key raises (checks.py reports the same at parse time, naming where it was written).
+    ``checkpoint_steps`` > 0 saves a resumable checkpoint (weights, optimizer, scheduler, RNG) in
+    ``output_dir`` every that many optimizer steps, keeping only the last one.
     """
     trainer = settings["trainer"]
     problems = key_problems(settings)
@@ -182,9 +192,16 @@ def trl_config(settings: dict[str, Any], output_dir: str, use_cpu: bool, bf16: b
         kwargs["loss_type"] = [loss_type] if trainer == "dpo" else loss_type
     if trainer == "dpo" and loss_type == "exo_pair" and not settings.get("label_smoothing"):
         raise ValueError("loss_type exo_pair needs label_smoothing > 0")
+    if checkpoint_steps:
+        kwargs.update(save_strategy="steps", save_steps=int(checkpoint_steps), save_total_limit=1,
+                      save_only_model=False)
+    else:
+        kwargs["save_strategy"] = "no"
+    # logging_nan_inf_filter (on by default) logs the window's mean instead of a nan / inf loss,
+    # which would hide it from the NaN check (run.FiniteLossCallback).
     return config_cls(
-        output_dir=output_dir, use_cpu=use_cpu, bf16=bf16, report_to=[], save_strategy="no",
-        logging_steps=1, disable_tqdm=False, dataloader_num_workers=0, **kwargs,
+        output_dir=output_dir, use_cpu=use_cpu, bf16=bf16, report_to=[], logging_steps=1,
+        logging_nan_inf_filter=False, disable_tqdm=False, dataloader_num_workers=0, **kwargs,
     )
 
 

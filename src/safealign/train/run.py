@@ -2,11 +2,18 @@
 
     python -m safealign.train.run ref-logps --params JSON --pairs FILE --out FILE
     python -m safealign.train.run train --params JSON --pairs FILE [--ref-logps FILE] --out DIR --log FILE
+        [--checkpoint-dir DIR --checkpoint-steps N] [--method NAME --variant NAME]
 
 Every reference-based DPO-family method on the same (base model, data, max_length) reads the same
 reference log-probs: ``ref-logps`` computes them once through TRL's own precompute path
 (``DPOTrainer._precompute_ref_logps``) and ``train`` feeds them back through
 :class:`SharedReferenceDPOTrainer`, so the reference model is never re-run per method.
+
+``train`` saves a trainer checkpoint (weights, optimizer, scheduler, RNG states) every
+``--checkpoint-steps`` optimizer steps into ``--checkpoint-dir``; a rerun of a killed job resumes
+from the last complete one (if it was made for the same settings and data), and the directory is
+deleted once the adapter and its log are written. A nan or infinite loss stops training with an
+error naming the method and the step.
 """
 
 from __future__ import annotations
@@ -14,13 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from .. import io
+from .. import io, shards
 from ..cli import setup
 from ..models import describe, load_model, load_tokenizer
 from . import methods
@@ -132,6 +142,85 @@ def pair_margins(model, tok, pairs: list[dict], max_length: int | None = None, b
     return [c - r for c, r in zip(chosen, rejected, strict=True)]
 
 
+class NonFiniteLossError(RuntimeError):
+    """Training produced a nan or infinite loss."""
+
+
+def finite_loss_callback(name: str):
+    """A TrainerCallback that stops training at the first logged nan / infinite loss.
+
+    trl_config logs every step and turns off transformers' ``logging_nan_inf_filter`` (which would
+    log the window's mean instead), so the loss seen here is the step's own.
+    """
+    from transformers import TrainerCallback
+
+    class FiniteLossCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise NonFiniteLossError(
+                    f"{name}: training loss is {loss} at step {state.global_step} of {state.max_steps} "
+                    f"(learning_rate {args.learning_rate}); lower the learning rate, check the data, or "
+                    "use bf16/float32 instead of float16")
+
+    return FiniteLossCallback()
+
+
+def step_counter():
+    """A TrainerCallback counting the optimizer steps this process runs (a resumed run skips the
+    checkpoint's); its ``steps`` attribute holds the count."""
+    from transformers import TrainerCallback
+
+    class StepCounter(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps += 1
+
+    return StepCounter()
+
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def resume_point(checkpoint_dir: Path, key: str) -> str | None:
+    """The last complete checkpoint in ``checkpoint_dir`` made for ``key``, or None.
+
+    Checkpoints of another key (settings, data or base model changed since) are deleted, and so are
+    incomplete ones (killed while saving: the Trainer writes trainer_state.json last).
+    """
+    key_file = checkpoint_dir / "key.json"
+    if checkpoint_dir.exists() and (not key_file.exists() or key_file.read_text(encoding="utf-8") != key):
+        log.warning("deleting the checkpoints in %s: they were made for other settings or data", checkpoint_dir)
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if not key_file.exists():
+        io.write_text(key_file, key)
+    complete = []
+    for d in checkpoint_dir.iterdir():
+        m = _CHECKPOINT.fullmatch(d.name)
+        if not (m and d.is_dir()):
+            continue
+        try:
+            json.loads((d / "trainer_state.json").read_text(encoding="utf-8"))
+            complete.append((int(m[1]), d))
+        except (OSError, ValueError):
+            log.warning("deleting the incomplete checkpoint %s (the job was killed while saving it)", d)
+            shutil.rmtree(d)
+    return str(max(complete)[1]) if complete else None
+
+
+def _checkpoint_key(model_ref: dict, pairs: list[dict], settings: dict, ref_logps: list[dict] | None) -> str:
+    """What a checkpoint is valid for: the computed settings, the data and the base model's files."""
+    from ..grid import computed_settings
+
+    return json.dumps({"model": model_ref, "model_files": shards.file_stamp(model_ref.get("path")),
+                       "settings": computed_settings(settings),
+                       "pairs": io.sha256_text(json.dumps(pairs, sort_keys=True)),
+                       "ref_logps": io.sha256_text(json.dumps(ref_logps, sort_keys=True))},
+                      sort_keys=True, default=str) + "\n"
+
+
 def _make_reproducible(out: Path) -> None:
     """Same training, same bytes: peft writes target_modules from a set (order varies between
     processes) and the Trainer pickles its arguments with the temporary output dir; the settings
@@ -146,8 +235,14 @@ def _make_reproducible(out: Path) -> None:
 
 
 def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
-          ref_logps: list[dict] | None = None) -> dict[str, Any]:
-    """Train one variant; saves the adapter (or full model) in ``out``; returns the training log."""
+          ref_logps: list[dict] | None = None, checkpoint_dir: Path | None = None,
+          checkpoint_steps: int = 0, name: str = "training") -> dict[str, Any]:
+    """Train one variant; saves the adapter (or full model) in ``out``; returns the training log.
+
+    With ``checkpoint_dir`` and ``checkpoint_steps`` > 0 it checkpoints there and resumes from the
+    last valid checkpoint (the caller deletes the directory once the outputs are written). A
+    non-finite loss raises :class:`NonFiniteLossError` naming ``name`` and the step.
+    """
     import torch
 
     torch.manual_seed(int(settings["seed"]))
@@ -178,15 +273,29 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
         model.eval()
         before = pair_margins(model, tok, pairs, settings["max_length"])
         model.train()
+    checkpointing = checkpoint_dir is not None and checkpoint_steps > 0
+    resume = None
+    if checkpointing:
+        resume = resume_point(Path(checkpoint_dir), _checkpoint_key(model_ref, pairs, settings, ref_logps))
     with tempfile.TemporaryDirectory() as tmp:
-        args = methods.trl_config(settings, tmp, use_cpu, bf16)
+        args = methods.trl_config(settings, str(checkpoint_dir) if checkpointing else tmp, use_cpu, bf16,
+                                  checkpoint_steps=checkpoint_steps if checkpointing else 0)
         if shared:
             args.precompute_ref_log_probs = True
+        counter = step_counter()
         trainer = trainer_cls(model=model, args=args, train_dataset=_dataset(pairs, trainer_name),
-                              processing_class=tok, peft_config=peft_config)
+                              processing_class=tok, peft_config=peft_config,
+                              callbacks=[finite_loss_callback(name), counter])
         effective = methods.effective_hyperparameters(
             trainer.args, settings, trainer_cls.__name__, peft_config, str(model.dtype).removeprefix("torch."))
-        result = trainer.train()
+        resumed_from = None
+        if resume is not None:
+            resumed_from = int(_CHECKPOINT.fullmatch(Path(resume).name)[1])
+            log.info("resuming %s from %s (step %d)", name, resume, resumed_from)
+            print(f"safealign: resuming from checkpoint at step {resumed_from}", file=sys.stderr, flush=True)
+        result = trainer.train(resume_from_checkpoint=resume)
+        print(f"safealign: {counter.steps} optimizer steps run in this job, {trainer.state.global_step} in all",
+              file=sys.stderr, flush=True)
         trainer.model.eval()
         after = pair_margins(trainer.model, tok, pairs, settings["max_length"])
         trainer.save_model(str(out))
@@ -198,6 +307,8 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
         "margin_before": sum(before) / len(before),
         "margin_after": sum(after) / len(after),
         "shared_reference": shared,
+        "resumed_from_step": resumed_from,
+        "steps_run_in_this_job": counter.steps,
         "settings": settings,
         # What the TRL config and adapter actually carried (the report shows it).
         "effective_hyperparameters": effective,
@@ -212,6 +323,10 @@ def main() -> None:
     p.add_argument("--ref-logps")
     p.add_argument("--out", required=True)
     p.add_argument("--log")
+    p.add_argument("--checkpoint-dir", help="resumable trainer checkpoints (deleted once --out is written)")
+    p.add_argument("--checkpoint-steps", type=int, default=0, help="optimizer steps between checkpoints (0: none)")
+    p.add_argument("--method", help="the method's name, for error messages")
+    p.add_argument("--variant", help="the variant's name, for error messages")
     args = p.parse_args()
     params = setup(args)
     pairs = io.read_jsonl(args.pairs)
@@ -223,9 +338,18 @@ def main() -> None:
     refs = io.read_jsonl(args.ref_logps) if args.ref_logps else None
     if refs is not None and [r["id"] for r in refs] != [p_["id"] for p_ in pairs]:
         raise ValueError(f"{args.ref_logps} does not match {args.pairs} row for row")
-    with io.atomic_dir(args.out) as tmp:
-        record = train(model_ref, pairs, params["settings"], tmp, refs)
+    name = f"method {args.method}" if args.method else "training"
+    if args.variant:
+        name += f" (variant {args.variant})"
+    checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+    try:
+        with io.atomic_dir(args.out) as tmp:
+            record = train(model_ref, pairs, params["settings"], tmp, refs, checkpoints, args.checkpoint_steps, name)
+    except NonFiniteLossError as err:
+        raise SystemExit(f"safealign: {err}") from None
     io.write_json(args.log, io.provenance(model=describe(model_ref), **record))
+    if checkpoints is not None:  # only now: a job killed before this point resumes from them
+        shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 if __name__ == "__main__":
