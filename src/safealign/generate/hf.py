@@ -19,8 +19,14 @@ def _load(model_ref: dict[str, Any], adapter: str | None, dtype: str, quantizati
     """
     key = json.dumps([model_ref, adapter, dtype, quantization], sort_keys=True)
     if key not in _LOADED:
-        _LOADED[key] = (load_tokenizer(model_ref, padding_side="left"),
-                        load_model(model_ref, adapter=adapter, dtype=dtype, quantization=quantization))
+        import torch
+
+        model = load_model(model_ref, adapter=adapter, dtype=dtype, quantization=quantization)
+        # from_pretrained loads on the CPU; generate on the GPU (scripts/gpu-check). A 4-bit model is
+        # already placed by bitsandbytes.
+        if torch.cuda.is_available() and quantization is None:
+            model.to("cuda")
+        _LOADED[key] = (load_tokenizer(model_ref, padding_side="left"), model)
     return _LOADED[key]
 
 
@@ -60,7 +66,7 @@ def generate_texts(
     out: list[dict[str, Any]] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch"):
         batch = prompts[start : start + batch_size]
-        enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.no_grad():
             res = model.generate(**enc, **gen_kwargs)
         new_tokens = res.sequences[:, enc["input_ids"].shape[1] :]

@@ -125,7 +125,7 @@ def pair_margins(model, tok, pairs: list[dict], max_length: int | None = None, b
             prompts = [render(tok, c, add_generation_prompt=True) for c in convs_prompt[i : i + batch_size]]
             fulls = [render(tok, c, add_generation_prompt=False) for c in convs_full[i : i + batch_size]]
             enc = tok(fulls, return_tensors="pt", padding=True, add_special_tokens=False,
-                      truncation=max_length is not None, max_length=max_length)
+                      truncation=max_length is not None, max_length=max_length).to(model.device)
             with torch.no_grad():
                 logits = model(**enc).logits[:, :-1].float()
             lp = torch.log_softmax(logits, -1).gather(-1, enc["input_ids"][:, 1:, None])[..., 0]
