@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import inspect
+import io
 import json
 import math
 import re
@@ -103,25 +104,40 @@ def describe_source(source: Mapping, what: str = "dataset") -> str:
     return f"{what} source {source.get('hub')}{config}@{source.get('revision')}{split}"
 
 
+def _decode(path: Path, where: str) -> str:
+    """The file's text. UTF-8 only, with or without a byte-order mark (every format alike); any
+    other encoding is an error naming the file and line, never a guess that could garble text."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{where}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); re-save the "
+            "file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+
+
 def _read_jsonl(path: Path, where: str) -> list[tuple[int, dict]]:
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: line {lineno} is not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}: line {lineno} is a {type(obj).__name__}, not an object")
-            rows.append((lineno, obj))
+    # split on "\n" only, as file iteration does: str.splitlines() would also split inside JSON
+    # strings that hold U+2028 or similar characters.
+    for lineno, line in enumerate(_decode(path, where).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: line {lineno} is not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: line {lineno} is a {type(obj).__name__}, not an object")
+        rows.append((lineno, obj))
     return rows
 
 
 def _read_json(path: Path, where: str) -> list[tuple[int, dict]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_decode(path, where))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(data, list):
@@ -134,15 +150,14 @@ def _read_json(path: Path, where: str) -> list[tuple[int, dict]]:
 
 def _read_csv(path: Path, where: str) -> list[tuple[int, dict]]:
     # csv (not pandas) so every cell stays a string and ids never turn into floats.
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames:
-            raise ValueError(f"{where}: empty CSV (no header)")
-        rows = []
-        for i, row in enumerate(reader, start=1):
-            if None in row:
-                raise ValueError(f"{where}: row {i} has more cells than the header")
-            rows.append((i, dict(row)))
+    reader = csv.DictReader(io.StringIO(_decode(path, where), newline=""))
+    if not reader.fieldnames:
+        raise ValueError(f"{where}: empty CSV (no header)")
+    rows = []
+    for i, row in enumerate(reader, start=1):
+        if None in row:
+            raise ValueError(f"{where}: row {i} has more cells than the header")
+        rows.append((i, dict(row)))
     return rows
 
 
@@ -156,7 +171,8 @@ def read_source(
     """Raw rows of a source as ``(row_number, row_dict)``, row numbers 1-based.
 
     For JSON-lines files the row number is the line number; for CSV and JSON files and for hub
-    datasets it counts data rows.
+    datasets it counts data rows. Files are UTF-8, with or without a byte-order mark; another
+    encoding, a missing file and a file without data rows are errors naming the file.
     """
     source = _check_source(source, what)
     where = describe_source(source, what)
@@ -170,7 +186,10 @@ def read_source(
         if not path.is_file():
             raise FileNotFoundError(f"{where}: no such file")
         reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}[suffix]
-        return reader(path, where)
+        rows = reader(path, where)
+        if not rows:
+            raise ValueError(f"{where}: the file has no data rows")
+        return rows
 
     import datasets  # deferred: importing datasets is slow and file sources do not need it
 
@@ -185,7 +204,10 @@ def read_source(
         ) from exc
     if isinstance(ds, Mapping):  # a DatasetDict: the caller must say which split
         raise ValueError(f"{where}: name a 'split' (available: {sorted(ds)})")
-    return [(i, dict(row)) for i, row in enumerate(ds, start=1)]
+    rows = [(i, dict(row)) for i, row in enumerate(ds, start=1)]
+    if not rows:
+        raise ValueError(f"{where}: the dataset has no rows")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,6 +225,8 @@ def _field(row: dict, name: str, where: str, rowno: int) -> Any:
     if name not in row:
         raise ValueError(f"{where}: row {rowno} has no {name!r} field")
     value = row[name]
+    if value is None:
+        raise ValueError(f"{where}: row {rowno} field {name!r} is null")
     if _missing(value):
         raise ValueError(f"{where}: row {rowno} has an empty {name!r} field")
     return value

