@@ -29,6 +29,6 @@ rule generate:
             f"--adapter {input.adapter}" if input.adapter else ""
         ),
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} -m safealign.generate --params {params.cfg:q} "
+        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.generate --params {params.cfg:q} "
         "--prompts {input.prompts} {params.adapter} --out {output.generations} "
         "--meta {output.meta} > {log} 2>&1"

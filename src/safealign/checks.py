@@ -131,15 +131,18 @@ def local_paths(config: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def check_local_paths(config: dict[str, Any]) -> None:
     """A local path that does not exist is an error at parse time, not in the job that reads it.
-    Relative paths are relative to the working directory, as the jobs read them."""
+    Relative paths are relative to the working directory, as the jobs read them. One line per
+    missing path."""
+    lines = []
     for key, path, kind in local_paths(config):
         p = Path(path).expanduser()
-        ok = p.is_file() if kind == "file" else p.is_dir()
-        if not ok:
-            what = "is not a file" if kind == "file" and p.exists() else \
-                "is not a directory" if p.exists() else "does not exist"
-            _err(f"{key} = {path!r}: {what} (relative paths are relative to the working directory "
-                 f"{os.getcwd()})")
+        if p.is_file() if kind == "file" else p.is_dir():
+            continue
+        what = f"is not a {kind}" if p.exists() else "does not exist"
+        lines.append(f"{key} = {path!r}: {what} (relative paths are relative to the working "
+                     f"directory {os.getcwd()})")
+    if lines:
+        _err("\n".join(lines))
 
 
 def check_config(config: dict[str, Any]) -> None:
