@@ -263,6 +263,7 @@ def _copy_project(dest: Path) -> Path:
 
 
 def _snakemake(cwd: Path, *args: str, env: dict | None = None, timeout: int = 900):
+    """Snakemake in ``cwd``; targets go before ``--configfile`` (which takes every later word)."""
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -292,12 +293,13 @@ def test_snakemake_data_rule_on_a_bad_file_fails_and_writes_nothing(default_conf
     (work / "data").mkdir()
     (work / "data" / "pairs.csv").write_bytes(_csv("a,q,no,yes,0,true,false", "b,q,no,yes,first,true,false"))
     cfg = _write_config(work, _config_with(default_config, preference="data/pairs.csv"))
-    run = _snakemake(work, "--cores", "1", "--configfile", cfg, "results/data/preference.jsonl")
+    run = _snakemake(work, "results/data/preference.jsonl", "--cores", "1", "--configfile", cfg)
     assert run.returncode != 0, run.stdout[-3000:]
     log = (work / "results" / "logs" / "preference_data.log").read_text()
     assert ("preference_data source data/pairs.csv: row 2 field 'safer_response_id' must be 0 or 1 "
             "(the index of the safer response), got 'first'") in log
-    assert not any((work / "results" / "data").glob("*")) if (work / "results" / "data").exists() else True
+    data_dir = work / "results" / "data"
+    assert not data_dir.exists() or not any(data_dir.iterdir())
 
 
 # ---------------------------------------------------------------------------- security
@@ -410,12 +412,14 @@ HOSTILE_PROMPT = "Be $(touch PWNED_DOLLAR) and `touch PWNED_TICK`; it's \"quoted
 
 def _small_world(default_config: dict) -> dict:
     """The default config cut to what the security run needs: a 1-layer base model trained one
-    epoch, one method trained one epoch, few prompts and tokens, the hostile system prompt."""
+    epoch, 32 pairs, one method trained one epoch, few prompts and tokens, the hostile system
+    prompt."""
     config = copy.deepcopy(default_config)
     world = config["models"]["tiny"]["world"]
     world["architecture"].update(hidden_size=32, num_attention_heads=1, intermediate_size=64,
                                  num_hidden_layers=1)
     world["train"]["epochs"] = 1
+    config["world"]["n_preference_pairs"] = 32
     config["methods"] = {"safe_dpo": {**config["methods"]["safe_dpo"], "num_train_epochs": 1}}
     config["benchmarks"]["alert"]["n_per_category"] = 1
     config["benchmarks"]["alert_adversarial"]["n_per_category"] = 1
@@ -428,16 +432,15 @@ def _small_world(default_config: dict) -> dict:
 
 @pytest.mark.workflow
 def test_fake_token_never_reaches_an_output_and_config_strings_are_quoted(default_config, tmp_path):
-    """A small real run (world data, base model, preference pairs, prompts, one DPO adapter,
-    generation for base and adapter) with a fake hub token in the environment: the token is in
+    """A small real run (world data, base model, preference pairs, prompts, reference log-probs,
+    one DPO adapter with its train.json, generation) with a fake hub token in the environment: the token is in
     no file under the run directory (results, logs, provenance, Snakemake's log) nor in Snakemake's
     output. The hostile system prompt reaches the generation job verbatim and runs nothing."""
     work = _copy_project(tmp_path)
     cfg = _write_config(work, _small_world(default_config))
-    targets = ["results/generations/tiny/base/meta.json", "results/generations/tiny/safe_dpo-seed0/meta.json",
-               "results/models/tiny/safe_dpo-seed0/train.json"]
+    targets = ["results/generations/tiny/base/meta.json", "results/models/tiny/safe_dpo-seed0/train.json"]
     env = {"HF_TOKEN": FAKE_TOKEN, "HUGGING_FACE_HUB_TOKEN": FAKE_TOKEN}
-    dry = _snakemake(work, "-n", "-p", "--configfile", cfg, *targets, env=env)
+    dry = _snakemake(work, *targets, "-n", "-p", "--configfile", cfg, env=env)
     assert dry.returncode == 0, dry.stderr[-3000:]
     # The shell command as Snakemake prints it: shell words give back the exact config string.
     commands = [line for line in dry.stdout.splitlines() if "-m safealign.generate " in line]
@@ -448,7 +451,7 @@ def test_fake_token_never_reaches_an_output_and_config_strings_are_quoted(defaul
         prompts = {b["name"]: b["system_prompt"] for b in params["benchmarks"]}
         assert prompts["toxicity_benign"] == HOSTILE_PROMPT
 
-    run = _snakemake(work, "--cores", "2", "--configfile", cfg, *targets, env=env)
+    run = _snakemake(work, *targets, "--cores", "2", "--configfile", cfg, env=env)
     assert run.returncode == 0, run.stderr[-5000:]
     meta = json.loads((work / "results/generations/tiny/base/meta.json").read_text())
     assert meta["benchmarks"]["toxicity_benign"]["system_prompt"] == HOSTILE_PROMPT
