@@ -48,8 +48,8 @@ def check_safetensors(directory: str | os.PathLike, what: str = "model directory
         found = f"it has {pickled}" if pickled else "it has no weights"
         raise ValueError(
             f"{what} {directory} has no {name} weights ({found}); safealign loads "
-            "safetensors only (pickled checkpoints can run code): convert it with "
-            "`model.save_pretrained(dir, safe_serialization=True)`"
+            "safetensors only (a pickled checkpoint can run code when loaded): re-save it with "
+            "`save_pretrained`, which writes safetensors"
         )
 
 
