@@ -410,6 +410,44 @@ def test_log_records_redact_the_hub_token(monkeypatch, caplog):
 HOSTILE_PROMPT = "Be $(touch PWNED_DOLLAR) and `touch PWNED_TICK`; it's \"quoted\" \\ ${HOME} ok"
 
 
+@pytest.mark.workflow
+def test_shell_commands_quote_every_config_string(default_config, tmp_path):
+    """A dry run prints each job's shell command; split as the shell splits it, every config string
+    comes back verbatim: the hostile system prompt (inside --params), a vLLM interpreter path and a
+    capability items path with spaces, `$(...)` and backticks."""
+    work = _copy_project(tmp_path)
+    config = copy.deepcopy(default_config)
+    config["benchmarks"]["toxicity_benign"]["system_prompt"] = HOSTILE_PROMPT
+    config["generation"].update(backend="vllm", vllm_python="/opt/my envs/$(touch PWNED)/`id`/python")
+    items = "caps dir/items $(touch PWNED) `id`.jsonl"
+    (work / "caps dir").mkdir()
+    (work / items).write_text('{"task": "world_math", "question": "1+1", "answer": "2"}\n')
+    config["capability"]["source"] = {"path": items}
+    cfg = _write_config(work, config)
+    dry = _snakemake(work, "-n", "-p", "--configfile", cfg)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    seen = {"generate": 0, "judge": 0, "capability": 0}
+    for line in dry.stdout.splitlines():
+        if "-m safealign." not in line:
+            continue
+        words = shlex.split(line[line.index("OMP_NUM_THREADS="):])  # raises on an unbalanced quote
+        module = words[words.index("-m") + 1]
+        if module == "safealign.generate":
+            seen["generate"] += 1
+            assert words[1] == config["generation"]["vllm_python"]
+            params = json.loads(words[words.index("--params") + 1])
+            prompts = {b["name"]: b["system_prompt"] for b in params["benchmarks"]}
+            assert prompts["toxicity_benign"] == HOSTILE_PROMPT
+        elif module == "safealign.judge" and words[1] != "python":
+            seen["judge"] += 1
+            assert words[1] == config["generation"]["vllm_python"]
+        elif module == "safealign.capability.harness":
+            seen["capability"] += 1
+            assert words[words.index("--items") + 1] == items
+    assert all(seen.values()), seen
+    assert not list(work.rglob("PWNED*"))
+
+
 def _small_world(default_config: dict) -> dict:
     """The default config cut to what the security run needs: a 1-layer base model trained one
     epoch, 32 pairs, one method trained one epoch, few prompts and tokens, the hostile system
@@ -446,7 +484,7 @@ def test_fake_token_never_reaches_an_output_and_config_strings_are_quoted(defaul
     commands = [line for line in dry.stdout.splitlines() if "-m safealign.generate " in line]
     assert commands, dry.stdout[-3000:]
     for line in commands:
-        words = shlex.split(line)
+        words = shlex.split(line[line.index("OMP_NUM_THREADS="):])
         params = json.loads(words[words.index("--params") + 1])
         prompts = {b["name"]: b["system_prompt"] for b in params["benchmarks"]}
         assert prompts["toxicity_benign"] == HOSTILE_PROMPT
@@ -460,8 +498,8 @@ def test_fake_token_never_reaches_an_output_and_config_strings_are_quoted(defaul
     token = FAKE_TOKEN.encode()
     assert token not in (run.stdout + run.stderr).encode()
     scanned = 0
-    for path in [*work.joinpath("results").rglob("*"), *work.joinpath(".snakemake", "log").rglob("*")]:
-        if path.is_file():
+    for path in work.rglob("*"):  # everything the run wrote: results/, .snakemake/, ...
+        if path.is_file() and path.relative_to(work).parts[0] not in COPY:
             scanned += 1
             assert token not in path.read_bytes(), f"the hub token leaked into {path}"
     assert scanned >= 20  # the run wrote its outputs, logs and provenance
