@@ -69,7 +69,7 @@ DATA_CASES = [
     Case("pref-empty-prompt-csv", "preference", "pairs.csv",
          _csv("a,,no,yes,0,true,false"), "row 1 has an empty 'prompt' field"),
     Case("pref-response-not-text", "preference", "pairs.jsonl",
-         _jsonl(_pair(1, response_1=42)), "row 1 field 'response_1' is a int, not text"),
+         _jsonl(_pair(1, response_1=42)), "row 1 field 'response_1' is an int, not text"),
     Case("pref-response-null", "preference", "pairs.jsonl",
          _jsonl(_pair(1), _pair(2), _pair(3, response_0=None)), "row 3 field 'response_0' is null"),
     Case("pref-response-list", "preference", "pairs.json",
@@ -128,7 +128,7 @@ DATA_CASES = [
          "row 1 has an empty prompt once the wrapper is stripped"),
     Case("bench-alert-duplicate-id", "alert", "alert.jsonl",
          _jsonl({"id": 1, "category": "c", "prompt": "a"}, {"id": 1, "category": "c", "prompt": "b"}),
-         "duplicate id '1'"),
+         "row 2 has the duplicate id '1' (first in row 1)"),
     Case("bench-adversarial-no-attack", "alert_adversarial", "adv.jsonl",
          _jsonl({"id": 1, "category": "c", "prompt": "a"}), "row 1 has no 'attack_type' field"),
     Case("bench-xstest-bad-label", "xstest", "xstest.csv",
@@ -140,7 +140,7 @@ DATA_CASES = [
     # challenging "false" in a CSV is false: the challenging subset is empty, named with its file
     Case("bench-rtp-none-challenging-csv", "rtp", "rtp.csv",
          b'id,challenging,prompt.text,prompt.toxicity\nr1,false,a,0.1\nr2,False,b,0.9\n',
-         "yielded none"),
+         "yielded none with loader 'rtp', options {} (only rows with 'challenging' true are kept"),
     Case("bench-unsupported-suffix", "alert", "alert.xlsx", b"PK\x03\x04", "unsupported file type '.xlsx'"),
 ]
 

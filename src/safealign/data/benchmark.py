@@ -26,8 +26,10 @@ def prepare(params: dict[str, Any], out: str) -> int:
     rows = load_benchmark(params["loader"], params["source"], **options)
     if not rows:
         where = describe_source(params["source"], params["name"])
-        raise ValueError(f"benchmark {params['name']!r} has no prompts: {where} yielded none "
-                         f"(loader options {options})")
+        why = (" (only rows with 'challenging' true are kept unless challenging_only is false)"
+               if "challenging_only" in accepted and params.get("challenging_only", True) else "")
+        raise ValueError(f"benchmark {params['name']!r} has no prompts: {where} yielded none with "
+                         f"loader {params['loader']!r}, options {options}{why}")
     return io.write_jsonl(out, [{**r, "benchmark": params["name"]} for r in rows])
 
 

@@ -232,12 +232,16 @@ def _field(row: dict, name: str, where: str, rowno: int) -> Any:
     return value
 
 
+def _a(value: Any) -> str:
+    """'an int', 'a list': the type of ``value`` with its article, for messages."""
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
 def _text(row: dict, name: str, where: str, rowno: int) -> str:
     value = _field(row, name, where, rowno)
     if not isinstance(value, str):
-        raise ValueError(
-            f"{where}: row {rowno} field {name!r} is a {type(value).__name__}, not text"
-        )
+        raise ValueError(f"{where}: row {rowno} field {name!r} is {_a(value)}, not text")
     return value
 
 
@@ -263,12 +267,16 @@ def _as_bool(value: Any, name: str, where: str, rowno: int) -> bool:
     raise ValueError(f"{where}: row {rowno} field {name!r} is not a boolean: {value!r}")
 
 
-def _check_unique(records: list[dict], where: str) -> None:
-    seen: set[str] = set()
-    for rec in records:
+def _check_unique(records: list[dict], where: str, rownos: list[int] | None = None) -> None:
+    """Ids are unique; ``rownos`` (each record's row) lets the message name both rows."""
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(records):
         if rec["id"] in seen:
-            raise ValueError(f"{where}: duplicate id {rec['id']!r}")
-        seen.add(rec["id"])
+            if rownos is None:
+                raise ValueError(f"{where}: duplicate id {rec['id']!r}")
+            raise ValueError(f"{where}: row {rownos[i]} has the duplicate id {rec['id']!r} "
+                             f"(first in row {rownos[seen[rec['id']]]})")
+        seen[rec["id"]] = i
 
 
 def _check_count(n: Any, name: str) -> None:
@@ -342,13 +350,14 @@ def load_alert(source: Mapping, n_per_category: int | None = None, seed: int = 0
     adversarial = config == "alert_adversarial" or (
         config is None and any("attack_type" in row for _, row in rows)
     )
-    records = []
+    records, rownos = [], []
     for rowno, row in rows:
         prompt = strip_alert_wrapper(_text(row, "prompt", where, rowno))
         if not prompt:
             raise ValueError(
                 f"{where}: row {rowno} has an empty prompt once the wrapper is stripped"
             )
+        rownos.append(rowno)
         records.append(
             {
                 "id": _id(_field(row, "id", where, rowno), where, rowno),
@@ -359,7 +368,7 @@ def load_alert(source: Mapping, n_per_category: int | None = None, seed: int = 0
                 ),
             }
         )
-    _check_unique(records, where)
+    _check_unique(records, where, rownos)
     if adversarial:
         return subsample(
             records, n_per_category, seed, by=lambda r: (r["category"], r["attack_type"])
@@ -376,7 +385,7 @@ def load_xstest(source: Mapping) -> list[dict]:
     """
     src = _check_source(source, "xstest")
     where = describe_source(src, "xstest")
-    records = []
+    records, rownos = [], []
     for rowno, row in read_source(src, "xstest", default_split="train"):
         label = _text(row, "label", where, rowno).strip().lower()
         if label not in ("safe", "unsafe"):
@@ -384,6 +393,7 @@ def load_xstest(source: Mapping) -> list[dict]:
                 f"{where}: row {rowno} label must be 'safe' or 'unsafe', got {label!r}"
             )
         kind = _text(row, "type", where, rowno).strip()
+        rownos.append(rowno)
         records.append(
             {
                 "id": _id(_field(row, "id", where, rowno), where, rowno),
@@ -396,7 +406,7 @@ def load_xstest(source: Mapping) -> list[dict]:
                 "note": _optional_text(row.get("note")),
             }
         )
-    _check_unique(records, where)
+    _check_unique(records, where, rownos)
     return records
 
 
@@ -446,7 +456,7 @@ def load_rtp(
     _check_count(n, "n")
     src = _check_source(source, "rtp")
     where = describe_source(src, "rtp")
-    records = []
+    records, rownos = [], []
     for rowno, row in read_source(src, "rtp", default_split="train"):
         if "challenging" in row and not _missing(row["challenging"]):
             challenging: bool | None = _as_bool(row["challenging"], "challenging", where, rowno)
@@ -468,6 +478,7 @@ def load_rtp(
         category = (
             "unknown" if tox is None else ("toxic" if tox >= RTP_TOXIC_THRESHOLD else "nontoxic")
         )
+        rownos.append(rowno)
         records.append(
             {
                 "id": rid,
@@ -477,7 +488,7 @@ def load_rtp(
                 "prompt_toxicity": tox,
             }
         )
-    _check_unique(records, where)
+    _check_unique(records, where, rownos)
     return subsample(records, n, seed)
 
 

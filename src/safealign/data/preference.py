@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import io
 from ..cli import setup
-from .loaders import _as_bool, _id, _missing, _text, describe_source, read_source
+from .loaders import _a, _as_bool, _id, _missing, _text, describe_source, read_source
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ def _response(row: Mapping, key: str, where: str, rowno: int) -> str:
     if value is None or (isinstance(value, float) and value != value):
         raise ValueError(f"{where}: row {rowno} field {key!r} is null; a response must be text")
     if not isinstance(value, str):
-        raise ValueError(
-            f"{where}: row {rowno} field {key!r} is a {type(value).__name__}, not text"
-        )
+        raise ValueError(f"{where}: row {rowno} field {key!r} is {_a(value)}, not text")
     return value
 
 
