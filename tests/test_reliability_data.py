@@ -168,13 +168,13 @@ def test_bad_data_fails_naming_file_and_row_and_writes_nothing(case, tmp_path):
     data.write_bytes(case.content)
     out_dir = tmp_path / "results" / "data"
     out = out_dir / ("preference.jsonl" if case.rule == "preference" else "prompts.jsonl")
-    with pytest.raises((ValueError, FileNotFoundError)) as err:
+    with pytest.raises(ValueError) as err:
         _prepare(case, _params(case, data), out)
     message = str(err.value)
     assert str(data) in message, message  # the file is named ...
     assert case.error in message, message  # ... with the row/line and what is wrong
-    # Nothing was written: no output, no temporary sibling.
-    assert not out_dir.exists() or not any(out_dir.iterdir())
+    # Nothing was written under results/: no output, no temporary sibling, not even the folder.
+    assert not (tmp_path / "results").exists(), list((tmp_path / "results").rglob("*"))
 
 
 # ---------------------------------------------------------------------------- the good twins
