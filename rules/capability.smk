@@ -21,13 +21,14 @@ rule capability:
     params:
         cfg=p_capability,
         ref=lambda wildcards: grid.canonical(model_ref(wildcards.model)),
+        # Argument lists, so that `:q` quotes each path (capability.source.path is a config string).
         adapter=lambda wildcards, input: (
-            f"--adapter {input.adapter}" if input.adapter else ""
+            ["--adapter", input.adapter] if input.adapter else []
         ),
         items_arg=lambda wildcards, input: (
-            f"--items {input.cap_items}" if input.cap_items else ""
+            ["--items", input.cap_items] if input.cap_items else []
         ),
     shell:
         "OMP_NUM_THREADS={threads} python -m safealign.capability.harness --model-ref {params.ref:q} --params {params.cfg:q} "
-        "{params.items_arg} {params.adapter} --tasks-dir {output.tasks} --out {output.result} "
+        "{params.items_arg:q} {params.adapter:q} --tasks-dir {output.tasks} --out {output.result} "
         "> {log} 2>&1"

@@ -58,6 +58,6 @@ rule generate:
             f"--merged {input.merged}" if input.merged else ""
         ),
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} -m safealign.generate --params {params.cfg:q} "
+        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.generate --params {params.cfg:q} "
         "--prompts {input.prompts} {params.adapter} {params.merged} --out {output.generations} "
         "--meta {output.meta} > {log} 2>&1"

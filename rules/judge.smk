@@ -25,5 +25,5 @@ for _judge in JUDGES:
             cfg=p_judge_of(_judge),
             python=judge_python(_judge),
         shell:
-            "OMP_NUM_THREADS={threads} {params.python} -m safealign.judge run --params {params.cfg:q} --generations {input.generations} "
+            "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.judge run --params {params.cfg:q} --generations {input.generations} "
             "--out {output.judgments} --meta {output.meta} > {log} 2>&1"

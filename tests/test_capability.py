@@ -229,15 +229,18 @@ def test_paper_task_arguments():
     assert args["task_manager"] == {"include_path": None, "include_defaults": True}
     se = args["simple_evaluate"]
     assert se["model"] == "hf" and se["tasks"] == ["gsm8k", "leaderboard"]
+    # Safe loading (models.py): no repository code, safetensors weights only.
     assert se["model_args"] == {"pretrained": "tiiuae/falcon-11B", "revision": "a" * 40,
-                                "peft": "results/adapters/safe_nca", "dtype": "bfloat16"}
+                                "peft": "results/adapters/safe_nca", "dtype": "bfloat16",
+                                "trust_remote_code": False, "use_safetensors": True}
     assert se["num_fewshot"] is None  # each leaderboard task keeps its own n-shot
     assert se["gen_kwargs"] is None  # ... and its own generation length
     assert se["apply_chat_template"] is True and se["device"] == "cuda"
 
     cpu = harness.eval_arguments(ref, None, ["gsm8k"], None, 5, 10, 2, False, 64)
     assert cpu["simple_evaluate"]["model_args"] == {"pretrained": "tiiuae/falcon-11B", "revision": "a" * 40,
-                                                    "dtype": "float32"}
+                                                    "dtype": "float32", "trust_remote_code": False,
+                                                    "use_safetensors": True}
     assert cpu["simple_evaluate"]["gen_kwargs"] == {"max_gen_toks": 64}
     assert cpu["simple_evaluate"]["num_fewshot"] == 5
 

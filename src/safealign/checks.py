@@ -6,8 +6,10 @@ Every message names the config key, e.g.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from .grid import SWEEPABLE, variants
@@ -116,6 +118,43 @@ def warn_deviations(config: dict[str, Any]) -> None:
               f"deviation from the paper's TRL 0.11 ({name}): {text} (README.md, Methods)", file=sys.stderr)
 
 
+def local_paths(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(config key, path, "file"|"directory")`` of every local path the config names: dataset
+    sources (``path:`` without ``world:``), local model and judge directories."""
+    out = []
+    sources = [("preference_data.source", config.get("preference_data", {}).get("source", {}))]
+    sources += [(f"benchmarks.{n}.source", s.get("source", {})) for n, s in config["benchmarks"].items()]
+    if "source" in config.get("capability", {}):
+        sources.append(("capability.source", config["capability"]["source"]))
+    for key, src in sources:
+        if src.get("path") is not None and src.get("world") is None:
+            out.append((f"config.{key}.path", str(src["path"]), "file"))
+    for name, spec in config["models"].items():
+        if spec.get("path") is not None and spec.get("world") is None:
+            out.append((f"config.models.{name}.path", str(spec["path"]), "directory"))
+    for name, spec in config["judges"].items():
+        model = spec.get("model", {})
+        if model.get("path") is not None and model.get("world") is None:
+            out.append((f"config.judges.{name}.model.path", str(model["path"]), "directory"))
+    return out
+
+
+def check_local_paths(config: dict[str, Any]) -> None:
+    """A local path that does not exist is an error at parse time, not in the job that reads it.
+    Relative paths are relative to the working directory, as the jobs read them. One line per
+    missing path."""
+    lines = []
+    for key, path, kind in local_paths(config):
+        p = Path(path).expanduser()
+        if p.is_file() if kind == "file" else p.is_dir():
+            continue
+        what = f"is not a {kind}" if p.exists() else "does not exist"
+        lines.append(f"{key} = {path!r}: {what} (relative paths are relative to the working "
+                     f"directory {os.getcwd()})")
+    if lines:
+        _err("\n".join(lines))
+
+
 def check_config(config: dict[str, Any]) -> None:
     for key in unpinned(config):
         print(f"safealign: WARNING {key} is not a commit sha; pin it for reproducible results",
@@ -149,6 +188,7 @@ def check_config(config: dict[str, Any]) -> None:
                 if not 0 <= v < 0.5:
                     _err(f"config.methods.{name}.label_smoothing must be in [0, 0.5) for robust, got {v}")
     check_training_keys(config)
+    check_local_paths(config)
     warn_deviations(config)
     for v in variants(config):
         if v.method and v.settings.get("peft") == "qlora" and "world" in config["models"][v.model]:

@@ -15,9 +15,36 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+# Where the hub client reads a token from the environment; its value must never reach a log.
+TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+class RedactSecrets(logging.Filter):
+    """Replace the environment's hub token(s) in every record a handler emits with ``***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [v for v in (os.environ.get(k) for k in TOKEN_ENV) if v and len(v) >= 8]
+        if secrets:
+            text = record.getMessage()
+            if any(s in text for s in secrets):
+                for s in secrets:
+                    text = text.replace(s, "***")
+                record.msg, record.args = text, ()
+        return True
+
+
+def redact_logs() -> None:
+    """Install :class:`RedactSecrets` on the root logger's handlers (once)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
+
+
 def setup(args: argparse.Namespace) -> dict[str, Any]:
-    """Parse ``--params``, configure logging, go offline on request and pin torch threads."""
+    """Parse ``--params``, configure logging (hub tokens redacted), go offline on request and pin
+    torch threads."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs()
     params = json.loads(args.params)
     if params.get("offline", True):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -9,6 +9,12 @@ A *model reference* is a plain dict, as carried in rule params:
 - either may add ``"gguf_file": "name.gguf"`` to load GGUF weights through transformers.
 
 An optional ``adapter`` directory (a PEFT LoRA adapter) is applied on top.
+
+Loading is safe by construction: ``trust_remote_code=False`` (a repository's own Python never
+runs) and safetensors weights only (``use_safetensors=True``; a pickled ``.bin`` checkpoint, which
+can execute code when unpickled, is refused). GGUF files hold no code and stay allowed.
+lm-eval's and vLLM's model arguments (capability/harness.py, generate/vllm_backend.py) say the
+same.
 """
 
 from __future__ import annotations
@@ -23,12 +29,39 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf1
            "float16": "float16", "fp16": "float16"}
 
 
+# The keyword arguments every from_pretrained call gets (see the module docstring).
+SAFE_LOADING: dict[str, Any] = {"trust_remote_code": False}
+
+
+# PEFT reads this file when it exists and falls back to a pickled adapter_model.bin otherwise.
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def check_safetensors(directory: str | os.PathLike, what: str = "model directory",
+                      name: str = "*.safetensors") -> None:
+    """A local model or adapter directory must hold safetensors weights ``name`` (a glob), not
+    pickled ones."""
+    directory = Path(directory)
+    if directory.is_dir() and not any(directory.glob(name)):
+        pickled = sorted(p.name for p in directory.glob("*.bin")) + sorted(
+            p.name for p in directory.glob("*.pt"))
+        found = f"it has {pickled}" if pickled else "it has no weights"
+        raise ValueError(
+            f"{what} {directory} has no {name} weights ({found}); safealign loads "
+            "safetensors only (a pickled checkpoint can run code when loaded): re-save it with "
+            "`save_pretrained`, which writes safetensors"
+        )
+
+
 def _source(ref: ModelRef) -> tuple[str, dict[str, Any]]:
-    """Return the ``from_pretrained`` name and keyword arguments for a reference."""
+    """Return the ``from_pretrained`` name and keyword arguments for a reference (the weights
+    arguments: ``revision``, ``gguf_file``; :data:`SAFE_LOADING` is added by the loaders)."""
     if "path" in ref:
         path = Path(ref["path"])
         if not path.exists():
             raise FileNotFoundError(f"model directory {path} does not exist")
+        if not ref.get("gguf_file"):
+            check_safetensors(path)
         kwargs: dict[str, Any] = {}
         name = str(path)
     elif "hub" in ref:
@@ -84,7 +117,7 @@ def load_tokenizer(ref: ModelRef, padding_side: str = "left"):
     from transformers import AutoTokenizer
 
     name, kwargs = _source(ref)
-    tok = AutoTokenizer.from_pretrained(name, **kwargs)
+    tok = AutoTokenizer.from_pretrained(name, **kwargs, **SAFE_LOADING)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
@@ -108,6 +141,9 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     name, kwargs = _source(ref)
+    kwargs.update(SAFE_LOADING)
+    if not kwargs.get("gguf_file"):
+        kwargs["use_safetensors"] = True
     kwargs["dtype"] = getattr(torch, _DTYPES[dtype])
     if quantization == "4bit":
         from transformers import BitsAndBytesConfig
@@ -120,6 +156,7 @@ def load_model(
     if adapter:
         from peft import PeftModel
 
+        check_safetensors(adapter, "LoRA adapter directory", ADAPTER_WEIGHTS)
         model = PeftModel.from_pretrained(model, str(adapter))
         if merge:
             model = model.merge_and_unload()

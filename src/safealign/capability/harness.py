@@ -31,7 +31,8 @@ import yaml
 
 from ..io import (provenance, read_json, read_jsonl, sha256_file, sha256_text, write_json,
                   write_jsonl, write_text)
-from ..models import ModelRef, _source, describe, resolve_trained
+from ..models import (ADAPTER_WEIGHTS, SAFE_LOADING, ModelRef, _source, check_safetensors, describe,
+                      resolve_trained)
 
 # The last number in a generation ("The answer is 7." -> "7") and the last word ("It is yellow."
 # -> "yellow"). ``group_select: -1`` picks the last match.
@@ -134,12 +135,17 @@ def model_args(ref: ModelRef, adapter: str | None, dtype: str) -> dict[str, Any]
     """lm-eval ``hf`` model_args for a model reference (+ optional PEFT adapter)."""
     ref, adapter = resolve_trained(ref, adapter)
     name, kwargs = _source(ref)
-    args: dict[str, Any] = {"pretrained": name, "dtype": dtype}
+    # HFLM passes trust_remote_code and extra model_args on to from_pretrained: the same safe
+    # loading as models.load_model (no repository code, safetensors only).
+    args: dict[str, Any] = {"pretrained": name, "dtype": dtype, **SAFE_LOADING}
     if "revision" in kwargs:
         args["revision"] = kwargs["revision"]
     if "gguf_file" in kwargs:
         args["gguf_file"] = kwargs["gguf_file"]
+    else:
+        args["use_safetensors"] = True
     if adapter:
+        check_safetensors(adapter, "LoRA adapter directory", ADAPTER_WEIGHTS)
         args["peft"] = str(Path(adapter).resolve()) if Path(adapter).exists() else str(adapter)
     return args
 

@@ -7,13 +7,30 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from typing import Any
 
 from .. import io
 from ..cli import setup
-from .loaders import BENCHMARKS, load_benchmark
+from .loaders import BENCHMARKS, describe_source, load_benchmark
 
 # Config keys of a benchmark that are loader options.
 LOADER_OPTIONS = ("n_per_category", "n", "seed", "challenging_only")
+
+
+def prepare(params: dict[str, Any], out: str) -> int:
+    """The ``benchmark_prompts`` rule: load one benchmark's prompts and write them to ``out``
+    (atomically; nothing is written when the source is bad). Returns the number of prompts."""
+    loader = BENCHMARKS[params["loader"]]
+    accepted = inspect.signature(loader).parameters
+    options = {k: params[k] for k in LOADER_OPTIONS if params.get(k) is not None and k in accepted}
+    rows = load_benchmark(params["loader"], params["source"], **options)
+    if not rows:
+        where = describe_source(params["source"], params["name"])
+        why = (" (only rows with 'challenging' true are kept unless challenging_only is false)"
+               if "challenging_only" in accepted and params.get("challenging_only", True) else "")
+        raise ValueError(f"benchmark {params['name']!r} has no prompts: {where} yielded none with "
+                         f"loader {params['loader']!r}, options {options}{why}")
+    return io.write_jsonl(out, [{**r, "benchmark": params["name"]} for r in rows])
 
 
 def main() -> None:
@@ -21,14 +38,7 @@ def main() -> None:
     p.add_argument("--params", required=True)
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    params = setup(args)
-    loader = BENCHMARKS[params["loader"]]
-    accepted = inspect.signature(loader).parameters
-    options = {k: params[k] for k in LOADER_OPTIONS if params.get(k) is not None and k in accepted}
-    rows = load_benchmark(params["loader"], params["source"], **options)
-    if not rows:
-        raise ValueError(f"benchmark {params['name']!r} has no prompts")
-    io.write_jsonl(args.out, [{**r, "benchmark": params["name"]} for r in rows])
+    prepare(setup(args), args.out)
 
 
 if __name__ == "__main__":

