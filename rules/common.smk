@@ -90,7 +90,10 @@ def resolve_source(source):
 
 
 def source_input(source):
-    return [world_path(source["world"])] if "world" in source else []
+    """The files a source reads: a world file, or a local `path:` (so editing it reruns its job)."""
+    if "world" in source:
+        return [world_path(source["world"])]
+    return [source["path"]] if "path" in source else []
 
 
 def model_ref(model):
