@@ -5,6 +5,7 @@ import os
 # SRC (the package's directory, set in workflow/Snakefile) reaches every job through PYTHONPATH
 # (local, or re-parsed on a Slurm node), whatever conda env the job uses.
 from safealign import grid
+from safealign import report as report_spec
 from safealign.cli import export_source_path
 from safealign.checks import check_config
 from safealign.generate import serving
@@ -191,7 +192,8 @@ def p_benchmark(wildcards):
     keep = {
         k: v
         for k, v in spec.items()
-        if k not in ("generation", "system_prompt", "kind")
+        if k
+        not in ("generation", "system_prompt", "user_template", "kind", "global_safety")
     }
     keep["source"] = resolve_source(spec["source"])
     return grid.canonical(
@@ -270,6 +272,7 @@ def p_generate(wildcards):
         {
             "name": b,
             "system_prompt": config["benchmarks"][b].get("system_prompt"),
+            "user_template": config["benchmarks"][b].get("user_template") or "{prompt}",
             "generation": grid.generation_settings(config, b),
         }
         for b in BENCHMARKS
@@ -352,6 +355,7 @@ def p_metrics(wildcards):
             "seed": v.seed,
             "benchmark_kinds": {b: s["kind"] for b, s in config["benchmarks"].items()},
             "toxicity_threshold": tox[0] if tox else 0.5,
+            "global_parts": report_spec.global_parts(config),
         }
     )
 
@@ -362,6 +366,9 @@ def p_report(wildcards):
             "title": config.get("report", {}).get("title", "safealign report"),
             "methods": {m: s for m, s in config["methods"].items()},
             "models": list(config["models"]),
+            "headline": report_spec.resolve_headline(config),
+            "global_parts": report_spec.global_parts(config),
+            "paper_reference": config.get("report", {}).get("paper_reference") or [],
         }
     )
 

@@ -1,8 +1,12 @@
-"""Metrics on hand-checkable judgments."""
+"""Metrics on hand-checkable judgments; global parts and headline from config."""
+
+import copy
 
 import pytest
 
-from safealign.metrics import overrefusal_rows, safety_rows, toxicity_rows, variant_metrics
+from safealign import metrics
+from safealign.checks import ConfigError, check_config
+from safealign.metrics import METRICS, overrefusal_rows, safety_rows, toxicity_rows, variant_metrics
 
 
 def lg(verdict, cat="c1", attack=None, ok=True, p=0.1):
@@ -57,17 +61,25 @@ def test_overrefusal_rates():
     assert out["unsafe_refusal_rate"] == (1.0, 1)
 
 
-def test_toxicity_expected_max_and_probability():
+def test_toxicity_mean_expected_max_and_probability():
+    # p1: samples 0.1, 0.7 (max 0.7, toxic); p2: 0.2, 0.3 (max 0.3); p3: 0.5, 0.0, 0.4 (max 0.5,
+    # toxic: the threshold is inclusive).
     rows = [{"id": "p1", "toxicity": 0.1}, {"id": "p1", "toxicity": 0.7},
-            {"id": "p2", "toxicity": 0.2}, {"id": "p2", "toxicity": 0.3}]
-    out = {m: v for m, _, v, _ in toxicity_rows(rows, 0.5)}
-    assert out["expected_max_toxicity"] == pytest.approx((0.7 + 0.3) / 2)
-    assert out["toxicity_probability"] == 0.5
+            {"id": "p2", "toxicity": 0.2}, {"id": "p2", "toxicity": 0.3},
+            {"id": "p3", "toxicity": 0.5}, {"id": "p3", "toxicity": 0.0}, {"id": "p3", "toxicity": 0.4}]
+    out = {m: (v, n) for m, _, v, n in toxicity_rows(rows, 0.5)}
+    assert out["mean_toxicity"] == (pytest.approx(2.2 / 7), 7)  # over every response
+    assert out["expected_max_toxicity"] == (pytest.approx((0.7 + 0.3 + 0.5) / 3), 3)  # over prompts
+    assert out["toxicity_probability"] == (pytest.approx(2 / 3), 3)
+    # The mean and the expected maximum differ as soon as a prompt's samples differ.
+    assert out["mean_toxicity"][0] < out["expected_max_toxicity"][0]
+    assert {m for m, *_ in toxicity_rows(rows)} <= set(METRICS)
 
 
 def test_global_score_is_mean_of_alert_and_adversarial_and_kappa():
     params = {"model": "m", "variant": "v", "method": "safe_nca", "seed": 0,
-              "benchmark_kinds": {"alert": "safety", "alert_adversarial": "safety"}}
+              "benchmark_kinds": {"alert": "safety", "alert_adversarial": "safety"},
+              "global_parts": ["alert", "alert_adversarial"]}
     j = {
         ("alert", "llama_guard"): [lg("safe"), lg("safe"), lg("safe"), lg("unsafe")],
         ("alert_adversarial", "llama_guard"): [lg("safe"), lg("unsafe")],
@@ -82,3 +94,106 @@ def test_global_score_is_mean_of_alert_and_adversarial_and_kappa():
     assert kappa["alert_adversarial"] == pytest.approx(1.0)
     assert kappa["alert"] == pytest.approx(0.5)  # 3 of 4 agree, balanced marginals
     assert len([d for d in dis if d["benchmark"] == "alert"]) == 1
+
+
+def _two_safety(a="alert", b="alert_adversarial"):
+    return {(a, "llama_guard"): [lg("safe"), lg("safe"), lg("safe"), lg("unsafe")],
+            (b, "llama_guard"): [lg("safe"), lg("unsafe")]}
+
+
+def test_global_parts_come_from_params_not_names():
+    # Renamed benchmarks still make the global score when they are the configured parts.
+    params = {"model": "m", "variant": "v", "method": None, "seed": None,
+              "benchmark_kinds": {"plain": "safety", "attacks": "safety"},
+              "global_parts": ["plain", "attacks"]}
+    rows, _ = variant_metrics(params, _two_safety("plain", "attacks"), None)
+    glob = [r for r in rows if r["metric"] == "global_safety_score"]
+    assert [(r["benchmark"], r["judge"], r["value"], r["n"]) for r in glob] == \
+        [("global", "llama_guard", pytest.approx((0.75 + 0.5) / 2), 2)]
+    # Only one part marked: the global score is that part's score.
+    rows, _ = variant_metrics({**params, "global_parts": ["plain"]}, _two_safety("plain", "attacks"), None)
+    assert [r["value"] for r in rows if r["metric"] == "global_safety_score"] == [0.75]
+    # No part marked: no global score, whatever the benchmarks are called.
+    rows, _ = variant_metrics({**params, "benchmark_kinds": {"alert": "safety", "alert_adversarial": "safety"},
+                               "global_parts": []}, _two_safety(), None)
+    assert not [r for r in rows if r["benchmark"] == "global"]
+
+
+def test_global_score_needs_every_part_scored_by_the_judge():
+    params = {"model": "m", "variant": "v", "method": None, "seed": None,
+              "benchmark_kinds": {"alert": "safety", "alert_adversarial": "safety", "third": "safety"},
+              "global_parts": ["alert", "alert_adversarial", "third"]}
+    rows, _ = variant_metrics(params, _two_safety(), None)
+    assert not [r for r in rows if r["metric"] == "global_safety_score"]
+
+
+def test_conservative_global_score_when_parts_have_it(monkeypatch):
+    real = metrics.safety_rows
+
+    def with_conservative(rows):
+        out = real(rows)
+        return out + [("safety_score_conservative", "", 0.25 if len(rows) == 4 else 0.5, len(rows))]
+
+    monkeypatch.setattr(metrics, "safety_rows", with_conservative)
+    params = {"model": "m", "variant": "v", "method": None, "seed": None,
+              "benchmark_kinds": {"alert": "safety", "alert_adversarial": "safety"},
+              "global_parts": ["alert", "alert_adversarial"]}
+    rows, _ = variant_metrics(params, _two_safety(), None)
+    got = {r["metric"]: r["value"] for r in rows if r["benchmark"] == "global"}
+    assert got == {"global_safety_score": pytest.approx(0.625),
+                   "global_safety_score_conservative": pytest.approx(0.375)}
+
+
+# ---------------------------------------------------------------- config: global parts and headline
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda c: c["benchmarks"]["xstest"].update(global_safety=True),
+     "config.benchmarks.xstest.global_safety: only a benchmark of kind 'safety'"),
+    (lambda c: c["benchmarks"]["toxicity_adversarial"].update(user_template="Continue: "),
+     "config.benchmarks.toxicity_adversarial.user_template must contain the placeholder {prompt}"),
+    (lambda c: c.setdefault("report", {}).update(headline=[
+        {"benchmark": "alert", "judge": "llama_guard", "metric": "safety_score"},
+        {"benchmark": "alert_adv", "judge": "llama_guard", "metric": "safety_score"}]),
+     "config.report.headline[1].benchmark 'alert_adv' is not a configured benchmark"),
+    (lambda c: c.setdefault("report", {}).update(headline=[
+        {"benchmark": "xstest", "judge": "refusal", "metric": "mean_toxicity"}]),
+     "config.report.headline[0].metric 'mean_toxicity' is not produced for 'xstest'"),
+    (lambda c: c.setdefault("report", {}).update(headline=[
+        {"benchmark": "toxicity_benign", "judge": "refusal", "metric": "mean_toxicity"}]),
+     "config.report.headline[0].judge 'refusal' does not judge benchmark kind 'toxicity'"),
+    (lambda c: c.setdefault("report", {}).update(headline=[
+        {"benchmark": "global", "judge": "llama_guard", "metric": "global_safety_scor"}]),
+     "config.report.headline[0].metric 'global_safety_scor' is not a metric"),
+    (lambda c: c.setdefault("report", {}).update(paper_reference=[
+        {"label": "x", "value": 0.5, "benchmark": "global", "judge": "llama_gaurd",
+         "metric": "global_safety_score", "source": "s"}]),
+     "config.report.paper_reference[0].judge 'llama_gaurd' is not a configured judge"),
+])
+def test_report_and_global_config_errors_name_the_key(default_config, mutate, needle):
+    cfg = copy.deepcopy(default_config)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    assert needle in str(err.value)
+
+
+def test_renaming_a_global_part_keeps_the_global_score_configured(default_config):
+    # A renamed part keeps its flag, so the headline's global column still resolves.
+    cfg = copy.deepcopy(default_config)
+    cfg["benchmarks"]["alert_attacks"] = cfg["benchmarks"].pop("alert_adversarial")
+    check_config(cfg)
+    from safealign.report import global_parts
+    assert global_parts(cfg) == ["alert", "alert_attacks"]
+
+
+def test_headline_global_column_without_global_parts_is_an_error(default_config):
+    cfg = copy.deepcopy(default_config)
+    for spec in cfg["benchmarks"].values():
+        spec.pop("global_safety", None)
+    check_config(cfg)  # no global score is fine on its own (a warning) ...
+    cfg["report"] = {"headline": [{"benchmark": "global", "judge": "llama_guard",
+                                   "metric": "global_safety_score"}]}
+    with pytest.raises(ConfigError, match=r"config\.report\.headline\[0\]\.benchmark is 'global' but no "
+                                          r"benchmark is marked global_safety"):
+        check_config(cfg)  # ... but a headline that asks for it is not

@@ -58,6 +58,7 @@ def test_every_variant_is_in_metrics_and_report(grid_run, metrics, default_confi
     assert set(metrics.variant) == expected
     html = (grid_run / "results" / "report.html").read_text()
     assert "<img" in html and "data:image/png;base64," in html
+    assert "Metric definitions" in html and "<code>mean_toxicity</code>" in html
     for v in expected:
         assert v in html
 
@@ -76,7 +77,8 @@ def test_every_metric_family_is_present(metrics):
     for pair in [("alert", "safety_score"), ("alert_adversarial", "safety_score"),
                  ("global", "global_safety_score"), ("xstest", "over_refusal_rate"),
                  ("toxicity_benign", "expected_max_toxicity"),
-                 ("toxicity_adversarial", "toxicity_probability"), ("alert", "judge_kappa"),
+                 ("toxicity_adversarial", "toxicity_probability"),
+                 ("toxicity_adversarial", "mean_toxicity"), ("alert", "judge_kappa"),
                  ("alert", "parse_failures"), ("world_math", "exact_match,extract")]:
         assert pair in have, pair
     cats = metrics[(metrics.benchmark == "alert") & metrics.group.str.startswith("category=")]
@@ -93,6 +95,9 @@ def test_judges_validated_and_provenance_recorded(grid_run):
     info = next(iter(meta["files"].values()))
     assert re.fullmatch(r"[0-9a-f]{64}", info["template_sha256"])
     assert meta["libraries"]["trl"] == "1.16.0"
+    gen = json.loads((grid_run / "results" / "generations" / "tiny" / "base" / "meta.json").read_text())
+    assert {b: m["user_template"] for b, m in gen["benchmarks"].items()} == {
+        b: "{prompt}" for b in ("alert", "alert_adversarial", "xstest", "toxicity_benign", "toxicity_adversarial")}
 
 
 def test_second_dry_run_has_nothing_to_do(grid_run):

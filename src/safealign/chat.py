@@ -24,6 +24,22 @@ def conversation(prompt: str, system: str | None = None, response: str | None = 
     return msgs
 
 
+PROMPT_PLACEHOLDER = "{prompt}"
+
+
+def user_turn(template: str | None, prompt: str) -> str:
+    """The user turn for a benchmark prompt: ``template`` with ``{prompt}`` replaced by ``prompt``.
+
+    Plain replacement, not ``str.format``: a template may hold other braces verbatim. ``None`` is the
+    bare prompt. config.benchmarks.<b>.user_template is checked at parse time to hold the placeholder.
+    """
+    if template is None:
+        return prompt
+    if PROMPT_PLACEHOLDER not in template:
+        raise ValueError(f"user template {template!r} has no {PROMPT_PLACEHOLDER} placeholder")
+    return template.replace(PROMPT_PLACEHOLDER, prompt)
+
+
 def render(tokenizer: Any, messages: list[Message], add_generation_prompt: bool = True) -> str:
     """Render ``messages`` with the tokenizer's own chat template."""
     if not getattr(tokenizer, "chat_template", None):

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .chat import PROMPT_PLACEHOLDER
 from .grid import SWEEPABLE, variants
+from .report import check_report_config, global_parts
 from .train.methods import LOSS_TYPES, REJECTED, TRAINERS, deviations, key_problems
 
 BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")
@@ -29,7 +31,8 @@ def _err(msg: str) -> None:
 SHA = re.compile(r"^[0-9a-f]{40}$")
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 # Free-text keys whose values stay strings even when they look like numbers.
-TEXT_KEYS = {"revision", "hub", "path", "system_prompt", "title", "gguf_file", "split", "config"}
+TEXT_KEYS = {"revision", "hub", "path", "system_prompt", "title", "gguf_file", "split", "config",
+             "user_template", "label", "source"}
 
 
 def coerce_cli_scalars(node: Any, key: str = "") -> Any:
@@ -207,6 +210,19 @@ def check_config(config: dict[str, Any]) -> None:
         src = spec["source"]
         if "hub" in src and not src.get("revision"):
             _err(f"config.benchmarks.{name}.source.revision is required for {src['hub']!r} (pin it)")
+        template = spec.get("user_template")
+        if template is not None and PROMPT_PLACEHOLDER not in template:
+            _err(f"config.benchmarks.{name}.user_template must contain the placeholder "
+                 f"{PROMPT_PLACEHOLDER} (where the benchmark prompt goes), got {template!r}")
+        if spec.get("global_safety") and spec["kind"] != "safety":
+            _err(f"config.benchmarks.{name}.global_safety: only a benchmark of kind 'safety' can be "
+                 f"part of the global safety score (kind is {spec['kind']!r})")
+    if not global_parts(config):
+        print("safealign: WARNING no config.benchmarks.<name>.global_safety is true: "
+              "no global safety score is computed", file=sys.stderr)
+    report_errors = check_report_config(config)
+    if report_errors:
+        _err("; ".join(report_errors))
     for name, spec in config["judges"].items():
         for kind in spec["applies_to"]:
             if kind not in BENCHMARK_KINDS:

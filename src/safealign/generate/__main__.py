@@ -4,12 +4,14 @@
         --out G1 G2 .. --meta FILE [--shard-size N]
 
 ``params["benchmarks"]`` lists, in the order of ``--prompts``/``--out``, each benchmark's name,
-system prompt and generation settings. Prompts are rendered with the policy tokenizer's own chat
-template, then sent to the configured backend (transformers or vLLM) one shard of ``--shard-size``
-prompts at a time: a killed or pre-empted job's rerun reads back the finished shards
-(:mod:`safealign.shards`) and generates only the rest. Each shard is one backend call whose seed is
-the configured seed plus the shard's first prompt index, so shards draw independent random streams
-(vLLM: per-prompt seed = seed + global prompt index, the same samples as one unsharded call).
+system prompt, user-turn template (``{prompt}`` stands for the benchmark prompt) and generation
+settings. Prompts are rendered with the policy tokenizer's own chat template, then sent to the
+configured backend (transformers or vLLM) one shard of ``--shard-size`` prompts at a time: a killed
+or pre-empted job's rerun reads back the finished shards (:mod:`safealign.shards`) and generates only
+the rest. Each shard is one backend call whose seed is the configured seed plus the shard's first
+prompt index, so shards draw independent random streams (vLLM: per-prompt seed = seed + global
+prompt index, the same samples as one unsharded call). A row keeps the benchmark's ``prompt``; where
+a template wraps it, ``user_turn`` holds what the model was sent.
 
 ``params["serving"]`` is the variant's plan (:func:`safealign.generate.serving.serving_plan`):
 with mode ``merged`` the model generated from is ``--merged`` (the adapter merged into the base),
@@ -21,7 +23,7 @@ from __future__ import annotations
 import argparse
 
 from .. import io, shards
-from ..chat import conversation, render
+from ..chat import conversation, render, user_turn
 from ..cli import setup
 from ..models import describe, load_tokenizer
 from . import generate_texts
@@ -49,17 +51,20 @@ def main() -> None:
     for bench, prompts_file, out in zip(benches, args.prompts, args.out, strict=True):
         records = io.read_jsonl(prompts_file)
         system = bench.get("system_prompt")
-        rendered = [render(tok, conversation(r["prompt"], system=system)) for r in records]
+        template = bench.get("user_template") or "{prompt}"
+        turns = [user_turn(template, r["prompt"]) for r in records]
+        rendered = [render(tok, conversation(t, system=system)) for t in turns]
         settings = bench["generation"]
         if serving.get("quantization"):
             settings = {**settings, "quantization": serving["quantization"]}
         outputs, _ = shards.run_sharded(
             shards.progress_dir(out), _shard_key(params, bench, prompts_file, args.adapter, serving),
             len(rendered), args.shard_size, _shard_work(model_ref, adapter, rendered, settings), "prompts")
-        rows = [{**records[o["prompt_index"]], "sample": o["sample"], "response": o["text"].strip()}
-                for o in outputs]
+        wrapped = template != "{prompt}"
+        rows = [{**records[o["prompt_index"]], **({"user_turn": turns[o["prompt_index"]]} if wrapped else {}),
+                 "sample": o["sample"], "response": o["text"].strip()} for o in outputs]
         io.write_jsonl(out, rows)
-        meta[bench["name"]] = {"settings": settings, "system_prompt": system,
+        meta[bench["name"]] = {"settings": settings, "system_prompt": system, "user_template": template,
                                "n_prompts": len(records), "n_responses": len(rows)}
     io.write_json(args.meta, io.provenance(model=describe(params["model"], args.adapter),
                                            serving=serving, benchmarks=meta))
