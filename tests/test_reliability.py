@@ -231,10 +231,13 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_null_switches_a_source_and_a_model(tmp_path):
-    cfg = parse(tmp_path, "preference_data: {source: {world: null, path: pairs.jsonl}}", [])
-    assert cfg["preference_data"]["source"] == {"path": "pairs.jsonl"}
-    cfg = parse(tmp_path, "", ["benchmarks={xstest: {source: {world: null, path: x.csv}}}"])
-    assert cfg["benchmarks"]["xstest"]["source"] == {"path": "x.csv"}
+    # Local paths must exist at parse time (checks.check_local_paths).
+    (tmp_path / "pairs.jsonl").write_text("{}\n")
+    (tmp_path / "x.csv").write_text("id,prompt\n")
+    cfg = parse(tmp_path, "preference_data: {source: {world: null, path: {tmp}/pairs.jsonl}}", [])
+    assert cfg["preference_data"]["source"] == {"path": f"{tmp_path}/pairs.jsonl"}
+    cfg = parse(tmp_path, "", [f"benchmarks={{xstest: {{source: {{world: null, path: {tmp_path}/x.csv}}}}}}"])
+    assert cfg["benchmarks"]["xstest"]["source"] == {"path": f"{tmp_path}/x.csv"}
 
 
 def test_nested_cli_form_sets_training_beta(tmp_path):
