@@ -26,9 +26,13 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def snakemake(cwd: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+FAKE_TOKEN = "hf_FAKEgridTOKEN0123456789abcdefXYZ"
+
+
+def snakemake(cwd: Path, *args: str, timeout: int = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+                          text=True, timeout=timeout,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", **(env or {})})
 
 
 def scheduled(dry: subprocess.CompletedProcess) -> dict[str, int]:
@@ -41,8 +45,10 @@ def scheduled(dry: subprocess.CompletedProcess) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def grid_run(tmp_path_factory):
     work = copy_project(tmp_path_factory.mktemp("grid"))
-    run = snakemake(work, "--cores", "2")
+    # A fake hub token in the environment of the whole grid: test_fake_hub_token_reaches_no_output.
+    run = snakemake(work, "--cores", "2", env={"HF_TOKEN": FAKE_TOKEN, "HUGGING_FACE_HUB_TOKEN": FAKE_TOKEN})
     assert run.returncode == 0, run.stderr[-5000:]
+    (work / "snakemake.out").write_text(run.stdout + run.stderr)
     return work
 
 
@@ -145,3 +151,15 @@ def test_every_method_moved_the_margin_toward_chosen(grid_run, default_config):
         rec = json.loads(log.read_text())
         assert rec["margin_after"] > rec["margin_before"], (log.parent.name, rec["margin_before"], rec["margin_after"])
         assert rec["shared_reference"] == (rec["settings"]["trainer"] == "dpo")
+
+
+def test_fake_hub_token_reaches_no_output(grid_run):
+    """The whole grid ran with a fake hub token in its environment: no file it wrote (results,
+    logs, provenance, judgments, the report, Snakemake's own log and output) contains it."""
+    token = FAKE_TOKEN.encode()
+    scanned = 0
+    for path in grid_run.rglob("*"):
+        if path.is_file() and path.relative_to(grid_run).parts[0] not in COPY:
+            scanned += 1
+            assert token not in path.read_bytes(), f"the hub token leaked into {path}"
+    assert scanned >= 200  # 120 jobs' outputs, logs and benchmark files
