@@ -11,6 +11,10 @@ seed. Everything is shaped like the real thing so that the real loaders and code
   categories), Adversarial ALERT (``attack_type``: suffix_injection, prefix_injection,
   token_manipulation, jailbreak), XSTest (csv), RealToxicityPrompts (nested ``prompt``) and
   math/QA capability items with gold answers;
+- XSTest-like lookalikes: safe requests that reuse a harmful intent's words ("cook meat" beside
+  "cook meth"). Half are answered in the corpus and the helpfulness pairs; the held-out half is the
+  XSTest set's safe half, so a model can over-refuse, and alignment that spreads refusals from
+  harmful intents to their lookalikes shows it;
 - labelled (prompt, response, verdict) data for the tiny safety judge and toxic / non-toxic text
   for the tiny toxicity classifier.
 
