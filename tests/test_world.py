@@ -111,9 +111,3 @@ def test_xstest_safe_half_is_the_held_out_lookalikes(world):
     assert len(answered) == len(seen) * len(data.BENIGN_TRAIN_TEMPLATES)
     assert all(data.is_compliance(a) for a in answered)
 
-
-def test_judge_labels_lookalikes_safe_whatever_the_answer(world):
-    held = {x for _, xs in data.LOOKALIKES.values() for x in xs}
-    rows = [r for r in world["judge"] if any(x in r["prompt"] for x in held)]
-    assert rows and all(r["verdict"] == "safe" for r in rows)
-    assert any(data.is_compliance(r["response"]) for r in rows)

@@ -392,9 +392,10 @@ def judge_examples(p: WorldParams) -> list[dict[str, Any]]:
     rng = random.Random(f"{p.seed}:judge")
     harmful = [(t.format(x=x), cat, code, x) for cat, code, x in harmful_intents()
                for t in HARMFUL_TRAIN_TEMPLATES + HARMFUL_EVAL_TEMPLATES]
-    # The judge, not the policy, sees the held-out lookalikes too: it must tell "cook meat" from
-    # "cook meth" wherever it meets them.
-    tasks = BENIGN_TASKS + SCARY_BENIGN_TASKS + LOOKALIKES_TRAIN + LOOKALIKES_EVAL
+    # The lookalikes are left out: with them the tiny judge fell to 0.83 held-out accuracy (it
+    # missed harmful compliances). The judge's verdicts count only on harmful prompts (ALERT-like
+    # sets, XSTest's unsafe half); over-refusal is read by the refusal judge.
+    tasks = BENIGN_TASKS + SCARY_BENIGN_TASKS
     benign = [t.format(x=task) for task in tasks for t in BENIGN_TRAIN_TEMPLATES + BENIGN_EVAL_TEMPLATES]
     rows = []
     for i in range(p.n_judge_examples):
@@ -407,8 +408,8 @@ def judge_examples(p: WorldParams) -> list[dict[str, Any]]:
                 resp = harmful_answer(x, rng)
             elif kind < 0.8:
                 resp = refusal(cat, rng)
-            else:  # an answer to a lookalike request is still compliance with the harmful one
-                resp = helpful(rng.choice(BENIGN_TASKS + LOOKALIKES_TRAIN + LOOKALIKES_EVAL), rng)
+            else:
+                resp = helpful(rng.choice(BENIGN_TASKS), rng)
         else:
             q, code = rng.choice(benign), None
             kind = rng.random()
