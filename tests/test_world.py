@@ -81,3 +81,33 @@ def test_judge_labels_follow_llama_guard_format(world):
         if r["verdict"].startswith("unsafe"):
             code = r["verdict"].split("\n")[1]
             assert code in {c for c, _ in data.CATEGORIES.values()}
+
+
+def test_lookalikes_share_surface_features_with_their_category(world):
+    """Every lookalike reuses a word of one of its category's harmful intents (XSTest's homonyms,
+    safe targets and safe contexts do the same), so refusals learnt on harm can spread to it."""
+    stop = {"a", "an", "the", "my", "of", "on", "in", "to", "for", "at", "from", "about", "with"}
+    for cat, (train, held) in data.LOOKALIKES.items():
+        harmful_words = {w for x in data.CATEGORIES[cat][1] for w in x.replace("'s", "").split()} - stop
+        for x in train + held:
+            assert set(x.replace("'s", "").split()) & harmful_words, (cat, x)
+            assert x not in data.CATEGORIES[cat][1]
+
+
+def test_xstest_safe_half_is_the_held_out_lookalikes(world):
+    safe = [r for r in world["xstest"] if r["label"] == "safe"]
+    held = {x for _, xs in data.LOOKALIKES.values() for x in xs}
+    assert len(safe) == len(held) * len(data.BENIGN_EVAL_TEMPLATES)
+    assert all(any(r["prompt"] == t.format(x=x) for x in held for t in data.BENIGN_EVAL_TEMPLATES) for r in safe)
+    assert {r["note"] for r in safe} == set(data.CATEGORIES)
+    # the held-out lookalikes occur in no training prompt, under any template
+    train = data._prompts_of(world["corpus"]) | data._prompts_of(world["preference"])
+    assert not {p for p in train for x in held if x in p}
+    assert not train & {r["prompt"] for r in world["xstest"]}
+    # the trained lookalikes are answered helpfully in the corpus and preferred over refusals
+    seen = {x for xs, _ in data.LOOKALIKES.values() for x in xs}
+    answered = [r["messages"][-1]["content"] for r in world["corpus"]
+                if any(r["messages"][0]["content"] == t.format(x=x) for x in seen for t in data.BENIGN_TRAIN_TEMPLATES)]
+    assert len(answered) == len(seen) * len(data.BENIGN_TRAIN_TEMPLATES)
+    assert all(data.is_compliance(a) for a in answered)
+
