@@ -41,6 +41,7 @@ The plan goes into the generation params and the generation provenance (``meta.j
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -80,7 +81,9 @@ class ServingError(ValueError):
     """A serving choice that cannot be honoured; the message names the config key."""
 
 
-def _config_architecture(path: str | Path | None) -> str | None:
+@functools.cache
+def _config_architecture(path: str | None) -> str | None:
+    # Cached: the plan is asked for every generate job while Snakemake builds the DAG.
     if path is None or not Path(path).is_file():
         return None
     archs = json.loads(Path(path).read_text(encoding="utf-8")).get("architectures") or []
@@ -94,7 +97,7 @@ def detected_architecture(spec: dict[str, Any]) -> str | None:
     if "world" in spec:
         return WORLD_ARCHITECTURE
     if "path" in spec:
-        return _config_architecture(Path(spec["path"]) / "config.json")
+        return _config_architecture(str(Path(spec["path"]) / "config.json"))
     return None
 
 
@@ -146,12 +149,10 @@ def serving_plan(config: dict[str, Any], model: str, settings: dict[str, Any]) -
                 "a QLoRA adapter cannot be merged into the 4-bit base without changing it; "
                 "use lora_serving 'auto' or qlora_base 'unquantized'")
     where = f"config.models.{model}"
-    if backend != "vllm":
-        if choice == "merged":
-            return {**plan, "mode": "merged", "reason": "generation.lora_serving 'merged'"}
-        return {**plan, "mode": "adapter", "reason": "transformers applies the adapter with peft"}
     if choice == "merged":
         return {**plan, "mode": "merged", "reason": "generation.lora_serving 'merged'"}
+    if backend != "vllm":
+        return {**plan, "mode": "adapter", "reason": "transformers applies the adapter with peft"}
     if vllm_lora is False and (choice == "adapter" or nf4):
         key = "generation.lora_serving 'adapter'" if choice == "adapter" else "generation.qlora_base 'nf4'"
         raise ServingError(
