@@ -18,3 +18,38 @@ def test_user_turn_fills_the_placeholder_verbatim():
 def test_user_turn_without_placeholder_is_an_error():
     with pytest.raises(ValueError, match=r"\{prompt\}"):
         user_turn("Continue this:", "p")
+
+
+# ---------------------------------------------------------------------------------------------
+# One chat template from training to judging (issue 15 item 4)
+# ---------------------------------------------------------------------------------------------
+def _tokenizer(out, chat_template: str):
+    from safealign.world.build import template, train_tokenizer
+
+    tok = train_tokenizer(["hello world", "how are you"], 300, ["<|im_start|>", "<|im_end|>", "<|pad|>"],
+                          template("chatml_chat_template.jinja"), eos="<|im_end|>", pad="<|pad|>")
+    tok.chat_template = chat_template
+    tok.save_pretrained(out)
+    return out
+
+
+def test_a_changed_template_has_another_hash_and_fails_the_check_naming_both(tmp_path):
+    from transformers import AutoTokenizer
+
+    from safealign.chat import check_same_template, template_hash
+    from safealign.world.build import template
+
+    def load_tokenizer(ref):  # a tokenizer alone has no weights for the project loader to check
+        return AutoTokenizer.from_pretrained(ref["path"])
+
+    chatml = template("chatml_chat_template.jinja")
+    trained = load_tokenizer({"path": str(_tokenizer(tmp_path / "a", chatml))})
+    same = load_tokenizer({"path": str(_tokenizer(tmp_path / "b", chatml))})
+    edited = load_tokenizer({"path": str(_tokenizer(tmp_path / "c", chatml.replace("<|im_start|>", "<|im_start|> ")))})
+    h_train, h_same, h_edit = template_hash(trained), template_hash(same), template_hash(edited)
+    assert h_train == h_same != h_edit and len(h_train) == 64
+    check_same_template("tiny/safe_dpo", {"training (train.json)": h_train, "generation (meta.json)": h_same,
+                                          "capability (no chat template)": None})
+    with pytest.raises(ValueError) as err:
+        check_same_template("tiny/safe_dpo", {"training (train.json)": h_train, "generation (meta.json)": h_edit})
+    assert "tiny/safe_dpo" in str(err.value) and h_train in str(err.value) and h_edit in str(err.value)

@@ -54,10 +54,26 @@ PLACEHOLDER_ASSISTANT = "<<ASSISTANT_RESPONSE>>"
 
 
 def template_hash(tokenizer: Any) -> str:
-    """SHA-256 of the judge prompt rendered with placeholder texts.
-
-    Two judges with the same hash see byte-identical prompts for the same conversation.
+    """SHA-256 of a user + assistant conversation of placeholder texts, rendered with the tokenizer's
+    chat template: two tokenizers with the same hash render byte-identical prompts for the same
+    conversation. Recorded for the judge (judgment meta) and for the policy (``chat_template_sha256``
+    in train.json, generation meta and capability provenance; :func:`check_same_template`).
     """
     return sha256_text(
         render(tokenizer, conversation(PLACEHOLDER_USER, response=PLACEHOLDER_ASSISTANT))
     )
+
+
+def check_same_template(variant: str, hashes: dict[str, str | None]) -> None:
+    """Fail when the stages of one variant rendered its prompts with different chat templates.
+
+    ``hashes`` maps a stage and the file that records it (``"training (train.json)"``) to the
+    :func:`template_hash` that stage recorded; ``None`` is a stage that applied no chat template
+    (lm-eval with ``apply_chat_template: false``) and is not compared. Scores of a model trained
+    with one template and evaluated with another are not comparable (lm-evaluation-harness #1841).
+    """
+    seen = {stage: h for stage, h in hashes.items() if h is not None}
+    if len(set(seen.values())) > 1:
+        listed = "; ".join(f"{stage}: {h}" for stage, h in seen.items())
+        raise ValueError(f"variant {variant}: the policy's chat template differs between stages ({listed}); "
+                         "rerun the stages whose template is not the one the variant was trained with")

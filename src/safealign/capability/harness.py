@@ -311,11 +311,20 @@ def evaluate(
         num_fewshot=num_fewshot,
         limit=limit,
         apply_chat_template=bool(apply_chat_template),
+        # lm-eval renders with the tokenizer of model_args' `pretrained`, the one loaded here.
+        chat_template_sha256=_chat_template_sha256(model_ref) if apply_chat_template else None,
         max_gen_toks=max_gen_toks,
         dtype=args["simple_evaluate"]["model_args"]["dtype"],
         include_defaults=args["task_manager"]["include_defaults"],
     )
     return out
+
+
+def _chat_template_sha256(model_ref: ModelRef) -> str:
+    from ..chat import template_hash
+    from ..models import load_tokenizer
+
+    return template_hash(load_tokenizer(model_ref))
 
 
 def main(argv: list[str] | None = None) -> None:

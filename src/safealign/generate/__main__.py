@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 
 from .. import io, shards
-from ..chat import conversation, render, user_turn
+from ..chat import conversation, render, template_hash, user_turn
 from ..cli import setup
 from ..models import describe, load_tokenizer
 from . import generate_texts
@@ -67,6 +67,7 @@ def main() -> None:
         meta[bench["name"]] = {"settings": settings, "system_prompt": system, "user_template": template,
                                "n_prompts": len(records), "n_responses": len(rows)}
     io.write_json(args.meta, io.provenance(model=describe(params["model"], args.adapter),
+                                           chat_template_sha256=template_hash(tok),
                                            serving=serving, benchmarks=meta))
     for out in args.out:  # only now: Snakemake deletes every output of a job that did not finish
         shards.clean(shards.progress_dir(out))

@@ -32,6 +32,7 @@ from unittest import mock
 
 from .. import io, shards
 from ..cli import setup
+from ..chat import template_hash
 from ..models import describe, load_model, load_tokenizer
 from . import methods
 
@@ -310,6 +311,8 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
         "resumed_from_step": resumed_from,
         "steps_run_in_this_job": counter.steps,
         "settings": settings,
+        # The template the pairs were rendered with (generation and capability must match it).
+        "chat_template_sha256": template_hash(tok),
         # What the TRL config and adapter actually carried (the report shows it).
         "effective_hyperparameters": effective,
     }
