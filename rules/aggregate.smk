@@ -16,7 +16,7 @@ rule metrics:
         "../envs/report.yaml"
     threads: threads_of("default")
     resources:
-        **res("default"),
+        **res("default", rule="metrics"),
     params:
         cfg=p_metrics,
     shell:
@@ -44,7 +44,7 @@ rule aggregate:
         "../envs/report.yaml"
     threads: threads_of("default")
     resources:
-        **res("default"),
+        **res("default", rule="aggregate"),
     shell:
         "OMP_NUM_THREADS={threads} python -m safealign.aggregate --metrics {input.metrics} --disagreements {input.disagreements} "
         "--out {output.metrics} --out-disagreements {output.disagreements} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule world_base_model:
         "../envs/train.yaml"
     threads: threads_of("world_model")
     resources:
-        **res("world_model"),
+        **res("world_model", rule="world_base_model"),
     params:
         cfg=p_world_model,
     shell:
@@ -39,7 +39,7 @@ rule world_judge_model:
         "../envs/train.yaml"
     threads: threads_of("world_model")
     resources:
-        **res("world_model"),
+        **res("world_model", rule="world_judge_model"),
     params:
         cfg=p_world_judge,
         kind=lambda wildcards: (
@@ -71,7 +71,7 @@ rule validate_judge:
         "../envs/judge.yaml"
     threads: threads_of("judge")
     resources:
-        **res("judge"),
+        **res("judge", rule="validate_judge"),
     params:
         cfg=p_judge,
     shell:

@@ -17,7 +17,7 @@ rule capability:
         "../envs/eval.yaml"
     threads: threads_of("capability")
     resources:
-        **res("capability"),
+        **res("capability", rule="capability"),
     params:
         cfg=p_capability,
         ref=lambda wildcards: grid.canonical(model_ref(wildcards.model)),

@@ -4,7 +4,9 @@ import os
 
 # SRC (the package's directory, set in workflow/Snakefile) reaches every job through PYTHONPATH
 # (local, or re-parsed on a Slurm node), whatever conda env the job uses.
-from safealign import grid
+import time
+
+from safealign import grid, retry
 from safealign import report as report_spec
 from safealign.cli import export_source_path
 from safealign.checks import check_config
@@ -14,6 +16,10 @@ export_source_path(SRC)
 check_config(config)
 
 R = "results"
+# Where the Slurm executor plugin keeps failed jobs' logs (its slurm-logdir; None on other
+# executors), and when this run started: a retry reads why its earlier attempts failed there.
+SLURM_LOGDIR = getattr(getattr(workflow, "executor_settings", None), "logdir", None)
+RUN_STARTED = time.time()
 BENCHMARKS = list(config["benchmarks"])
 JUDGES = list(config["judges"])
 VARIANTS = grid.variant_index(config)
@@ -376,7 +382,7 @@ def p_report(wildcards):
 # ---------------------------------------------------------------- resources
 
 
-def _res_value(family, key, wildcards, attempt, judge=None):
+def _res_value(family, key, wildcards, attempt, judge=None, rule=None):
     base = dict(config["resources"].get("default", {}))
     base.update(config["resources"].get(family, {}))
     model = getattr(wildcards, "model", None)
@@ -387,8 +393,14 @@ def _res_value(family, key, wildcards, attempt, judge=None):
         base.update(config["judges"][judge].get("resources", {}).get(family, {}))
     # A key only some models/judges set: numbers default to 0, gpu_model to "" (any GPU).
     value = base.get(key, "" if key == "gpu_model" else 0)
-    if key in ("mem_mb", "runtime") and isinstance(value, int):
-        return value * attempt
+    if key in retry.GROWS and isinstance(value, int):
+        # A retry grows what the last attempts ran out of (src/safealign/retry.py).
+        failed = (
+            retry.failures(SLURM_LOGDIR, rule, list(wildcards), RUN_STARTED)
+            if attempt > 1 and rule
+            else {}
+        )
+        return retry.scaled(key, value, attempt, failed)
     if key == "gpu_jobs":
         return 1 if base.get("gpu", 0) else 0
     return value
@@ -402,15 +414,16 @@ def _res_keys(family):
         keys |= set(spec.get("resources", {}).get(family, {}))
     keys.discard("threads")
     keys.add("gpu_jobs")
+    keys.add("gpu")  # always there: the GPU rules pass it to their scripts as --gpus
     return sorted(keys)
 
 
-def res(family, judge=None):
-    """Resources of a rule family, each a function of (wildcards, attempt)."""
+def res(family, judge=None, rule=None):
+    """Resources of rule ``rule`` (of a family), each a function of (wildcards, attempt)."""
     return {
         key: (
             lambda wildcards, attempt, key=key: _res_value(
-                family, key, wildcards, attempt, judge
+                family, key, wildcards, attempt, judge, rule
             )
         )
         for key in _res_keys(family)

@@ -12,7 +12,7 @@ rule world_data:
         "../envs/data.yaml"
     threads: threads_of("default")
     resources:
-        **res("default"),
+        **res("default", rule="world_data"),
     params:
         cfg=p_world,
         outdir=lambda wildcards, output: os.path.dirname(output[0]),
@@ -33,7 +33,7 @@ rule preference_data:
         "../envs/data.yaml"
     threads: threads_of("default")
     resources:
-        **res("default"),
+        **res("default", rule="preference_data"),
     params:
         cfg=p_preference,
     shell:
@@ -55,7 +55,7 @@ rule benchmark_prompts:
         "../envs/data.yaml"
     threads: threads_of("default")
     resources:
-        **res("default"),
+        **res("default", rule="benchmark_prompts"),
     params:
         cfg=p_benchmark,
     shell:

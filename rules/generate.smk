@@ -19,7 +19,7 @@ rule merge_adapter:
         "../envs/train.yaml"
     threads: threads_of("merge")
     resources:
-        **res("merge"),
+        **res("merge", rule="merge_adapter"),
     params:
         cfg=p_merge,
     shell:
@@ -47,7 +47,7 @@ rule generate:
         "../envs/vllm.yaml"
     threads: threads_of("generate")
     resources:
-        **res("generate"),
+        **res("generate", rule="generate"),
     params:
         cfg=p_generate,
         python=generation_python,
@@ -60,4 +60,4 @@ rule generate:
     shell:
         "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.generate --params {params.cfg:q} "
         "--prompts {input.prompts} {params.adapter} {params.merged} --out {output.generations} "
-        "--meta {output.meta} > {log} 2>&1"
+        "--meta {output.meta} --gpus {resources.gpu} > {log} 2>&1"

@@ -20,10 +20,10 @@ for _judge in JUDGES:
             judge_env(_judge)
         threads: threads_of("judge", _judge)
         resources:
-            **res("judge", _judge),
+            **res("judge", _judge, rule=f"judge_{_judge}"),
         params:
             cfg=p_judge_of(_judge),
             python=judge_python(_judge),
         shell:
             "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.judge run --params {params.cfg:q} --generations {input.generations} "
-            "--out {output.judgments} --meta {output.meta} > {log} 2>&1"
+            "--out {output.judgments} --meta {output.meta} --gpus {resources.gpu} > {log} 2>&1"

@@ -21,7 +21,7 @@ rule report:
         "../envs/report.yaml"
     threads: threads_of("default")
     resources:
-        **res("default"),
+        **res("default", rule="report"),
     params:
         cfg=p_report,
         benchmarks_dir=f"{R}/benchmarks_tsv",

@@ -19,7 +19,7 @@ rule ref_logps:
         "../envs/train.yaml"
     threads: threads_of("ref_logps")
     resources:
-        **res("ref_logps"),
+        **res("ref_logps", rule="ref_logps"),
     params:
         cfg=p_ref_logps,
     shell:
@@ -48,7 +48,7 @@ rule train:
         "../envs/train.yaml"
     threads: threads_of("train")
     resources:
-        **res("train"),
+        **res("train", rule="train"),
     params:
         cfg=p_train,
         ref=lambda wildcards, input: (
@@ -57,4 +57,4 @@ rule train:
         run=p_train_run,
     shell:
         "OMP_NUM_THREADS={threads} python -m safealign.train.run train --params {params.cfg:q} --pairs {input.pairs} {params.ref} "
-        "--out {output.adapter} --log {output.log} {params.run} > {log} 2>&1"
+        "--out {output.adapter} --log {output.log} {params.run} --gpus {resources.gpu} > {log} 2>&1"

@@ -85,6 +85,9 @@ CONFIG_CASES = [
      "config.methods.safe_dpo.seeds: lists 3 twice"),
     ("sweep_repeat", "methods: {safe_dpo: {beta: [0.1, 0.1]}}", [],
      "config.methods.safe_dpo.beta: lists 0.1 twice in [0.1, 0.1]"),
+    ("global_batch_not_divisible", "resources: {train: {gpu: 3}}", [],
+     "config.methods.safe_dpo (variant tiny/safe_dpo-seed0) keep_global_batch: a global batch of "
+     "per_device_train_batch_size 16 x gradient_accumulation_steps 1 cannot be split over 3 processes"),
     ("zero_epochs", "training: {num_train_epochs: 0}", [],
      "config.training.num_train_epochs: must be > 0, got 0"),
     ("zero_epochs_in_sweep", "methods: {safe_ipo: {num_train_epochs: [1, 0]}}", [],

@@ -12,15 +12,18 @@ metrics and report) twice: once through Slurm with
         --configfile config/config.yaml tests/configs/smoke.yaml slurm-gpus.yaml
 
 and once locally with `--cores 2`. `slurm-gpus.yaml` gives the judge training and validation
-one GPU each, so the run has CPU jobs and GPU jobs, two of them ready at once. The tests then
-check that every job ran as its own Slurm job, that GPU jobs asked sbatch for GPUs on the GPU
-partition and never exceeded the gpu_jobs cap, and that both runs produced the same files
-(all but those that record wall-clock time). They skip when no Slurm node is up, and they stop
-nothing but the jobs they submitted.
+one GPU each and the training jobs two GPUs each, so the run has CPU jobs and GPU jobs, two of
+them ready at once. The tests then check that every GPU job ran as its own Slurm job and the
+short CPU jobs in the profile's job groups (fewer submissions than jobs), that GPU jobs asked
+sbatch for GPUs on the GPU partition and never exceeded the gpu_jobs cap, that a two-GPU training
+job ran its script once as one task that launched two data-parallel ranks, and that both runs
+produced the same files (all but those that record wall-clock time). They skip when no Slurm
+node is up, and they stop nothing but the jobs they submitted.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -54,8 +57,11 @@ LOCAL_TIMEOUT_S = 600  # the same grid with --cores 2: about 4 minutes
 # gpu_jobs cap keeps them apart; the profile does not route these tiny-world rules, so this layer
 # names their partition.
 UNTIL: list[str] = []  # the whole smoke grid, report included
+TRAIN_GPUS = 2
 GPU_LAYER = {
-    "resources": {"world_model": {"gpu": 1, "cpus_per_gpu": 1, "slurm_partition": "gpu"}},
+    "resources": {"world_model": {"gpu": 1, "cpus_per_gpu": 1, "slurm_partition": "gpu"},
+                  # Two GPUs per training job: one Slurm task, two data-parallel ranks (gloo on CPU).
+                  "train": {"gpu": TRAIN_GPUS, "cpus_per_gpu": 1}},
     # The two model-based judges (routed to the GPU partition by the profile) get a GPU; the
     # refusal judge stays a CPU job.
     "judges": {j: {"resources": {"judge": {"gpu": 1, "cpus_per_gpu": 1}}}
@@ -66,10 +72,15 @@ CONFIGS = ["--configfile", "config/config.yaml", "tests/configs/smoke.yaml", "sl
 # Outputs that legitimately differ between two runs: logs, timings, Snakemake's markers.
 NOT_COMPARED = ("logs", "benchmarks_tsv")
 
-JOB_HEADER = re.compile(r"^(localrule|rule) (\w+):$")
-JOB_FIELD = re.compile(r"^    (jobid|resources): (.*)$")
+# A job block; inside a group job's listing ("Group job <name> (jobs in lexicogr. order):") the
+# blocks are indented by four more spaces.
+JOB_HEADER = re.compile(r"^( {4})?(localrule|rule) (\w+):$")
+JOB_FIELD = re.compile(r"^( {4})? {4}(jobid|resources): (.*)$")
+GROUP_HEADER = re.compile(r"Group job (\w+) \(jobs in lexicogr\. order\):$")
+# A job's Snakemake id is a number; a group job's is a UUID.
 SUBMITTED = re.compile(
-    r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+)\)\.$", re.M)
+    r"Job ([\w-]+) has been submitted with SLURM jobid (\d+) \(log: (.+)\)\.$", re.M)
+PROFILE_GROUPS = dict(g.split("=", 1) for g in PROFILE.get("groups", []))
 SBATCH_CALL = re.compile(r"^sbatch call: (sbatch .*)$", re.M)
 
 
@@ -81,6 +92,7 @@ class Job:
     local: bool
     jobid: int = -1
     resources: dict[str, str] = field(default_factory=dict)
+    group: str | None = None  # the job group it was submitted in
 
     @property
     def gpus(self) -> int:
@@ -88,20 +100,25 @@ class Job:
 
 
 def parse_jobs(output: str) -> dict[int, Job]:
-    """Job blocks of a Snakemake log by Snakemake job id (the last block wins)."""
+    """Job blocks of a Snakemake log by Snakemake job id (the last block wins), with the group
+    of those listed under a group job."""
     jobs: dict[int, Job] = {}
-    job = None
+    job = group = None
     for line in output.splitlines():
-        if m := JOB_HEADER.match(line):
-            job = Job(rule=m[2], local=m[1] == "localrule")
+        if m := GROUP_HEADER.search(line):
+            group, job = m[1], None
+        elif m := JOB_HEADER.match(line):
+            job = Job(rule=m[3], local=m[2] == "localrule", group=group if m[1] else None)
         elif job is not None and (m := JOB_FIELD.match(line)):
-            if m[1] == "jobid":
-                job.jobid = int(m[2])
+            if m[2] == "jobid":
+                job.jobid = int(m[3])
                 jobs[job.jobid] = job
             else:
-                job.resources = dict(kv.split("=", 1) for kv in m[2].split(", ") if "=" in kv)
-        elif not line.startswith("    "):
+                job.resources = dict(kv.split("=", 1) for kv in m[3].split(", ") if "=" in kv)
+        elif line.strip() and not line.startswith("    ") and not line.lstrip().startswith("["):
             job = None
+            if not line.startswith(" "):
+                group = None
     return jobs
 
 
@@ -188,7 +205,8 @@ class SmokeRuns:
     local_dir: Path
     local_output: str
     jobs: dict[int, Job]
-    submitted: dict[int, tuple[str, Path]]  # Snakemake job id -> (Slurm job id, Slurm log)
+    # Snakemake job id (a group job's UUID) -> (Slurm job id, Slurm log)
+    submitted: dict[int | str, tuple[str, Path]]
     sbatch_calls: list[str]
 
 
@@ -207,7 +225,7 @@ def smoke(tmp_path_factory) -> SmokeRuns:
            *UNTIL, "--verbose"]
     rc, out, secs = run_with_deadline(cmd, slurm_dir, SLURM_TIMEOUT_S,
                                       slurm_dir / "snakemake-slurm.log")
-    submitted = {int(m[1]): (m[2], Path(m[3])) for m in SUBMITTED.finditer(out)}
+    submitted = {(int(m[1]) if m[1].isdigit() else m[1]): (m[2], Path(m[3])) for m in SUBMITTED.finditer(out)}
     if rc != 0:
         # Cancel whatever this run submitted and Snakemake left behind; nothing else.
         ids = [sid for sid, _ in submitted.values()]
@@ -236,31 +254,52 @@ def sbatch_call_for(smoke: SmokeRuns, log: Path) -> str:
 
 
 @pytest.mark.slurm
-def test_every_job_ran_as_its_own_slurm_job(smoke: SmokeRuns):
+def test_every_job_ran_once_and_short_cpu_jobs_shared_submissions(smoke: SmokeRuns):
     remote = {jid: job for jid, job in smoke.jobs.items() if not job.local}
     assert remote, "the smoke grid scheduled no non-local jobs"
-    # Every non-local job was submitted exactly once, and nothing else was.
-    assert set(smoke.submitted) == set(remote)
+    single = {jid: job for jid, job in remote.items() if job.group is None}
+    grouped = {jid: job for jid, job in remote.items() if job.group is not None}
+    # Exactly the profile's grouped rules went into groups, and none of them used a GPU.
+    assert {job.rule for job in grouped.values()} == {
+        rule for rule in PROFILE_GROUPS if any(j.rule == rule for j in remote.values())}
+    assert all(job.group == PROFILE_GROUPS[job.rule] and job.gpus == 0 for job in grouped.values())
+    group_submissions = {k: v for k, v in smoke.submitted.items() if isinstance(k, str)}
+    # Every ungrouped job was submitted exactly once, each group job once, and nothing else.
+    assert set(smoke.submitted) == set(single) | set(group_submissions)
+    assert len(smoke.sbatch_calls) == len(smoke.submitted)
     slurm_ids = [sid for sid, _ in smoke.submitted.values()]
     assert len(set(slurm_ids)) == len(slurm_ids)
+    # Fewer submissions than jobs: the closing note quotes these two numbers.
+    print(f"{len(remote)} jobs ran in {len(smoke.submitted)} Slurm submissions "
+          f"({len(grouped)} jobs in {len(group_submissions)} group jobs)")
+    assert len(group_submissions) < len(grouped)
+    assert len(smoke.submitted) < len(remote)
 
     logdir = smoke.slurm_dir / SLURM_LOGDIR
     logs = sorted(logdir.rglob("*.log"))
-    assert len(logs) == len(remote), f"expected one Slurm log per job in {logdir}"
+    assert len(logs) == len(smoke.submitted), f"expected one Slurm log per submission in {logdir}"
+    ran_in_groups: list[str] = []
     for jid, (sid, log) in smoke.submitted.items():
-        rule = remote[jid].rule
         assert log.name == f"{sid}.log"
-        assert log.relative_to(logdir).parts[0] == f"rule_{rule}"
-        # The log is the job's own output: Snakemake's jobstep ran exactly this rule.
-        assert f"(Rule: {rule})" in log.read_text(), f"{log} does not show rule {rule} finish"
         info = scontrol_job(sid)
-        assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), (rule, info)
-        assert info["Comment"].startswith(f"rule_{rule}")
+        text = log.read_text()
+        if jid in single:
+            rule = single[jid].rule
+            assert log.relative_to(logdir).parts[0] == f"rule_{rule}"
+            # The log is the job's own output: Snakemake's jobstep ran exactly this rule.
+            assert f"(Rule: {rule})" in text, f"{log} does not show rule {rule} finish"
+            assert info["Comment"].startswith(f"rule_{rule}")
+        else:
+            assert log.relative_to(logdir).parts[0].startswith("group_")
+            # The group's own Snakemake reports each of its jobs finished (top level lines).
+            ran_in_groups += re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)$", text, re.M)
+        assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), (jid, info)
+    assert sorted(ran_in_groups) == sorted(job.rule for job in grouped.values())
 
 
 @pytest.mark.slurm
 def test_gpu_jobs_ask_sbatch_for_gpus_on_the_gpu_partition(smoke: SmokeRuns):
-    remote = {jid: job for jid, job in smoke.jobs.items() if not job.local}
+    remote = {jid: job for jid, job in smoke.jobs.items() if not job.local and job.group is None}
     gpu_jobs = {jid for jid, job in remote.items() if job.gpus > 0}
     assert gpu_jobs, "the smoke grid has no GPU jobs"
     for jid, job in remote.items():
@@ -296,6 +335,36 @@ def test_gpu_jobs_respect_the_gpu_jobs_cap(smoke: SmokeRuns):
         running += step
         peak = max(peak, running)
     assert 1 <= peak <= cap, spans
+
+
+@pytest.mark.slurm
+def test_a_two_gpu_training_job_runs_once_with_two_ranks(smoke: SmokeRuns):
+    """gpu: 2 is one Slurm task with two GPUs whose script runs once and launches two
+    data-parallel ranks (plugin issues #316, #459), writing one adapter and the global batch."""
+    train = {jid: job for jid, job in smoke.jobs.items() if job.rule == "train"}
+    assert train, "the smoke grid has no training job"
+    settings = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["training"]
+    configured = settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"]
+    for jid, job in train.items():
+        assert job.gpus == TRAIN_GPUS, job.resources
+        sid, slurm_log = smoke.submitted[jid]
+        call = sbatch_call_for(smoke, slurm_log)
+        assert f" --gpus={TRAIN_GPUS}" in call and "--ntasks-per-gpu" not in call, call
+        assert scontrol_job(sid)["NumTasks"] == "1"
+    # The training script's own logs: one launch each, two ranks each reporting its steps.
+    logs = sorted((smoke.slurm_dir / "results" / "logs" / "models" / "tiny").glob("*/train.log"))
+    assert len(logs) == len(train)
+    for log in logs:
+        text = log.read_text()
+        assert text.count(f"safealign: launching {TRAIN_GPUS} data-parallel processes") == 1, log
+        assert len(re.findall(r"^safealign: \d+ optimizer steps run in this job", text, re.M)) == TRAIN_GPUS, log
+        variant_dir = smoke.slurm_dir / "results" / "models" / "tiny" / log.parent.name
+        assert len(list((variant_dir / "adapter").glob("*.safetensors"))) == 1
+        batch = json.loads((variant_dir / "train.json").read_text())["batch"]
+        # The method's global batch is kept: each of the two ranks takes half.
+        assert batch == {"processes": TRAIN_GPUS, "global_batch_size": configured,
+                         "per_device_train_batch_size": configured // TRAIN_GPUS,
+                         "gradient_accumulation_steps": 1}, batch
 
 
 @pytest.mark.slurm

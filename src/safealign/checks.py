@@ -201,6 +201,14 @@ def check_config(config: dict[str, Any]) -> None:
         for key in ("beta", "learning_rate"):
             if key in v.settings and not v.settings[key] > 0:
                 _err(f"config.methods.{v.method}.{key} must be > 0, got {v.settings[key]}")
+        gpus = train_gpus(config, v.model)
+        if v.method and gpus > 1:
+            from .train.methods import distribute_batch
+
+            try:
+                distribute_batch(v.settings, gpus)
+            except ValueError as exc:
+                _err(f"config.methods.{v.method} (variant {v.model}/{v.name}) {exc}")
     for name, spec in config["benchmarks"].items():
         if spec["kind"] not in BENCHMARK_KINDS:
             _err(f"config.benchmarks.{name}.kind must be one of {BENCHMARK_KINDS}")
@@ -246,6 +254,14 @@ def check_config(config: dict[str, Any]) -> None:
     if gen["backend"] == "vllm" and not gen.get("vllm_python"):
         pass  # on the cluster the vllm conda env provides `python`
     _check_serving(config)
+
+
+def train_gpus(config: dict[str, Any], model: str) -> int:
+    """GPUs of a model's training jobs (resources default < train < models.<m>.resources.train)."""
+    res = config.get("resources", {})
+    merged = {**res.get("default", {}), **res.get("train", {}),
+              **config["models"][model].get("resources", {}).get("train", {})}
+    return int(merged.get("gpu", 0) or 0)
 
 
 def _check_serving(config: dict[str, Any]) -> None:

@@ -15,6 +15,16 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+# The GPUs of the job (a rule's resources gpu, passed as --gpus): models.job_gpus reads it, so a
+# model spreads over them (transformers device_map="auto", vLLM tensor parallelism).
+JOB_GPUS_ENV = "SAFEALIGN_JOB_GPUS"
+
+
+def add_gpus_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpus", type=int, default=None,
+                   help="GPUs of this job (the rule's resources gpu); more than 1 spreads the work over them")
+
+
 # Where the hub client reads a token from the environment; its value must never reach a log.
 TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
@@ -46,6 +56,8 @@ def setup(args: argparse.Namespace) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redact_logs()
     params = json.loads(args.params)
+    if getattr(args, "gpus", None) is not None:
+        os.environ[JOB_GPUS_ENV] = str(max(1, int(args.gpus)))
     if params.get("offline", True):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

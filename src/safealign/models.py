@@ -124,6 +124,17 @@ def load_tokenizer(ref: ModelRef, padding_side: str = "left"):
     return tok
 
 
+def job_gpus() -> int:
+    """GPUs this process may spread a model over: the job's (``--gpus``, see
+    :func:`safealign.cli.add_gpus_argument`), 1 without, and 1 in a data-parallel training rank (each
+    rank owns one GPU and a whole copy of the model)."""
+    from .cli import JOB_GPUS_ENV
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1
+    return max(1, int(os.environ.get(JOB_GPUS_ENV, "1") or 1))
+
+
 def load_model(
     ref: ModelRef,
     adapter: str | os.PathLike | None = None,
@@ -131,11 +142,13 @@ def load_model(
     quantization: str | None = None,
     task: str = "causal-lm",
     merge: bool = False,
+    device_map: str | dict | None = None,
 ):
     """Load a model (optionally with a LoRA adapter) in eval mode.
 
     ``quantization="4bit"`` loads through bitsandbytes (cluster only). ``task`` is
-    ``causal-lm`` or ``sequence-classification``.
+    ``causal-lm`` or ``sequence-classification``. ``device_map`` goes to ``from_pretrained``
+    (``"auto"`` spreads a model over a job's GPUs; ``{"": rank}`` puts a rank's copy on its GPU).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -151,6 +164,10 @@ def load_model(
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
         )
+    if device_map is None and quantization is None and job_gpus() > 1 and torch.cuda.is_available():
+        device_map = "auto"  # a job with several GPUs spreads the model over them
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     cls = AutoModelForSequenceClassification if task == "sequence-classification" else AutoModelForCausalLM
     model = cls.from_pretrained(name, **kwargs)
     if adapter:

@@ -24,7 +24,7 @@ import argparse
 
 from .. import io, shards
 from ..chat import conversation, render, template_hash, user_turn
-from ..cli import setup
+from ..cli import add_gpus_argument, setup
 from ..models import describe, load_tokenizer
 from . import generate_texts
 
@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--meta", required=True)
     p.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE,
                    help="prompts per resumable shard (default %(default)s)")
+    add_gpus_argument(p)
     args = p.parse_args()
     params = setup(args)
     benches = params["benchmarks"]

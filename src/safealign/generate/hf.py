@@ -23,8 +23,8 @@ def _load(model_ref: dict[str, Any], adapter: str | None, dtype: str, quantizati
 
         model = load_model(model_ref, adapter=adapter, dtype=dtype, quantization=quantization)
         # from_pretrained loads on the CPU; generate on the GPU (scripts/gpu-check). A 4-bit model is
-        # already placed by bitsandbytes.
-        if torch.cuda.is_available() and quantization is None:
+        # already placed by bitsandbytes, one spread over a job's GPUs by device_map="auto".
+        if torch.cuda.is_available() and quantization is None and getattr(model, "hf_device_map", None) is None:
             model.to("cuda")
         _LOADED[key] = (load_tokenizer(model_ref, padding_side="left"), model)
     return _LOADED[key]

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..models import ADAPTER_WEIGHTS, check_safetensors
+from ..models import ADAPTER_WEIGHTS, check_safetensors, job_gpus
 
 MISSING_VLLM = (
     "backend 'vllm' needs the vLLM environment: run scripts/setup-vllm-venv and set "
@@ -139,6 +139,9 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
     )
     if settings.get("max_model_len"):
         kwargs["max_model_len"] = int(settings["max_model_len"])
+    if job_gpus() > 1:
+        # A job with several GPUs (resources gpu: N) shards the model over them.
+        kwargs["tensor_parallel_size"] = job_gpus()
     kwargs.update(_serving_kwargs(adapter, settings))
     return kwargs
 

@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from .. import io, shards
-from ..cli import setup
+from ..cli import add_gpus_argument, setup
 from ..models import describe
 
 
@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--meta")
     p.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE,
                    help="rows per resumable shard (default %(default)s)")
+    add_gpus_argument(p)
     args = p.parse_args()
     params = setup(args)
     if args.what == "validate":

@@ -87,7 +87,12 @@ WORKFLOW_KEYS = {
     "enabled": "drops a method from the grid (grid.variants)",
     "checkpoint_steps": ("trainer checkpoint interval for resuming a killed job; kept out of the train "
                          "rule's params, so changing it never reruns training (grid.RUN_KEYS, run.train)"),
+    "keep_global_batch": ("with N data-parallel processes (resources gpu: N), split the global batch "
+                          "instead of multiplying it by N (distribute_batch)"),
 }
+# Whether N data-parallel processes keep the method's global batch (per-device x accumulation, as
+# configured for one process) when training.keep_global_batch is not set.
+DEFAULT_KEEP_GLOBAL_BATCH = True
 # Keys that reach TRL under another name or shape (documented in config/README.md).
 MAPPED = {
     # transformers 5 has no warmup_ratio: its warmup_steps takes a float in [0, 1) as a ratio.
@@ -164,6 +169,40 @@ def key_problems(settings: dict[str, Any]) -> list[tuple[str, str]]:
         elif key not in accepted:
             out.append((key, f"is not a setting of TRL's {cls} (trainer {trainer!r})"))
     return out
+
+
+def distribute_batch(settings: dict[str, Any], processes: int) -> tuple[dict[str, Any], dict[str, int]]:
+    """The settings for ``processes`` data-parallel ranks, and the batch record for train.json.
+
+    The configured ``per_device_train_batch_size`` x ``gradient_accumulation_steps`` (the TRL config
+    class's defaults where unset) is the global batch of one process. With ``keep_global_batch``
+    (default) N ranks keep it: accumulation is divided by N where it divides, else the per-device
+    batch; neither dividing is an error naming both keys. Without it each rank keeps the configured
+    values and the global batch grows N-fold.
+    """
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(classes(settings["trainer"])[0])}
+    per_device = int(settings.get("per_device_train_batch_size", defaults["per_device_train_batch_size"]))
+    accumulation = int(settings.get("gradient_accumulation_steps", defaults["gradient_accumulation_steps"]))
+    if processes > 1 and bool(settings.get("keep_global_batch", DEFAULT_KEEP_GLOBAL_BATCH)):
+        if accumulation % processes == 0:
+            accumulation //= processes
+        elif per_device % processes == 0:
+            per_device //= processes
+        else:
+            raise ValueError(
+                f"keep_global_batch: a global batch of per_device_train_batch_size {per_device} x "
+                f"gradient_accumulation_steps {accumulation} cannot be split over {processes} processes "
+                f"(resources gpu: {processes}): make one of them divisible by {processes}, or set "
+                "keep_global_batch: false to let the global batch grow with the GPU count")
+    record = {"processes": processes, "per_device_train_batch_size": per_device,
+              "gradient_accumulation_steps": accumulation,
+              "global_batch_size": per_device * accumulation * processes}
+    if processes == 1:
+        return settings, record
+    return ({**settings, "per_device_train_batch_size": per_device, "gradient_accumulation_steps": accumulation},
+            record)
 
 
 def trl_config(settings: dict[str, Any], output_dir: str, use_cpu: bool, bf16: bool,

@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import sys
@@ -31,7 +32,7 @@ from typing import Any
 from unittest import mock
 
 from .. import io, shards
-from ..cli import setup
+from ..cli import add_gpus_argument, setup
 from ..chat import template_hash
 from ..models import describe, load_model, load_tokenizer
 from . import methods
@@ -248,10 +249,13 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
 
     torch.manual_seed(int(settings["seed"]))
     use_cpu, bf16 = _device_flags(settings)
+    settings, batch = methods.distribute_batch(settings, world_size())
     tok = load_tokenizer(model_ref, padding_side="right")
     peft_kind = settings.get("peft", "lora")
     model = load_model(model_ref, dtype=settings.get("dtype", "float32"),
-                       quantization="4bit" if peft_kind == "qlora" else None)
+                       quantization="4bit" if peft_kind == "qlora" else None,
+                       # QLoRA under data parallelism: each rank's 4-bit copy on its own GPU (TRL #921).
+                       device_map=({"": local_rank()} if peft_kind == "qlora" and world_size() > 1 else None))
     model.train()
     peft_config = None
     if peft_kind in ("lora", "qlora"):
@@ -287,6 +291,9 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
         trainer = trainer_cls(model=model, args=args, train_dataset=_dataset(pairs, trainer_name),
                               processing_class=tok, peft_config=peft_config,
                               callbacks=[finite_loss_callback(name), counter])
+        if trainer.args.world_size != batch["processes"]:
+            raise RuntimeError(f"{name}: {batch['processes']} processes were launched but the trainer runs on "
+                               f"{trainer.args.world_size}: the data-parallel launch did not take effect")
         effective = methods.effective_hyperparameters(
             trainer.args, settings, trainer_cls.__name__, peft_config, str(model.dtype).removeprefix("torch."))
         resumed_from = None
@@ -311,6 +318,8 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
         "resumed_from_step": resumed_from,
         "steps_run_in_this_job": counter.steps,
         "settings": settings,
+        # Data-parallel processes and the batch each rank and all together took (distribute_batch).
+        "batch": batch,
         # The template the pairs were rendered with (generation and capability must match it).
         "chat_template_sha256": template_hash(tok),
         # What the TRL config and adapter actually carried (the report shows it).
@@ -318,7 +327,36 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
     }
 
 
+def world_size() -> int:
+    """Data-parallel processes of this run (torchrun / accelerate set WORLD_SIZE; 1 without)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def launch_data_parallel(processes: int, argv: list[str]) -> int:
+    """Run this module as ``processes`` data-parallel ranks through ``accelerate launch`` (one per GPU
+    of the job; on a machine without CUDA they train on the CPU with gloo) and return its exit status.
+
+    A free port per job, so two multi-GPU jobs on one node do not collide on accelerate's default.
+    """
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(port), "-m", "safealign.train.run", *argv]
+    print(f"safealign: launching {processes} data-parallel processes: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
+
+
 def main() -> None:
+    argv = sys.argv[1:]
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("what", choices=["ref-logps", "train"])
     p.add_argument("--params", required=True)
@@ -330,7 +368,11 @@ def main() -> None:
     p.add_argument("--checkpoint-steps", type=int, default=0, help="optimizer steps between checkpoints (0: none)")
     p.add_argument("--method", help="the method's name, for error messages")
     p.add_argument("--variant", help="the variant's name, for error messages")
+    add_gpus_argument(p)
     args = p.parse_args()
+    if args.what == "train" and (args.gpus or 1) > 1 and "LOCAL_RANK" not in os.environ:
+        # One process per GPU of the job (resources gpu: N), launched here, once per job.
+        raise SystemExit(launch_data_parallel(args.gpus, argv))
     params = setup(args)
     pairs = io.read_jsonl(args.pairs)
     model_ref = params["model"]
@@ -345,6 +387,15 @@ def main() -> None:
     if args.variant:
         name += f" (variant {args.variant})"
     checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+    if int(os.environ.get("RANK", "0")) != 0:
+        # Ranks other than the first train in step with it (the Trainer synchronises them, and only
+        # the first saves checkpoints); the adapter and train.json are the first rank's alone.
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                train(model_ref, pairs, params["settings"], Path(tmp), refs, checkpoints, args.checkpoint_steps, name)
+            except NonFiniteLossError as err:
+                raise SystemExit(f"safealign: {err}") from None
+        return
     try:
         with io.atomic_dir(args.out) as tmp:
             record = train(model_ref, pairs, params["settings"], tmp, refs, checkpoints, args.checkpoint_steps, name)

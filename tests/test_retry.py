@@ -1,0 +1,57 @@
+"""src/safealign/retry.py: a retried job grows what its earlier Slurm attempts ran out of."""
+
+import os
+from collections import Counter
+
+import pytest
+
+from safealign import retry
+
+# Lines slurmstepd writes into a job's log when Slurm ends it (Slurm 23.02).
+TIMED_OUT = "slurmstepd: error: *** JOB 4711 ON gpu07 CANCELLED AT 2026-11-30T09:00:00 DUE TO TIME LIMIT ***\n"
+OOM = ("slurmstepd: error: Detected 1 oom_kill event in StepId=4712.batch. "
+       "Some of the step tasks have been OOM Killed.\n")
+PYTHON_ERROR = "Traceback (most recent call last):\nValueError: bad row\n"
+
+
+@pytest.mark.parametrize("text, reason", [(TIMED_OUT, retry.TIMEOUT), (OOM, retry.OUT_OF_MEMORY),
+                                          (PYTHON_ERROR, None), ("", None)])
+def test_classify_reads_slurms_own_messages(text, reason):
+    assert retry.classify("rule train\n" + text) == reason
+
+
+def write_log(logdir, rule, wildcards, jobid, text, mtime=None):
+    folder = retry.job_log_dir(logdir, rule, wildcards)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{jobid}.log"
+    log.write_text(text)
+    if mtime is not None:
+        os.utime(log, (mtime, mtime))
+    return log
+
+
+def test_failures_count_this_jobs_logs_written_since_the_run_started(tmp_path):
+    wc = ["tiny", "safe_dpo-seed0"]
+    write_log(tmp_path, "train", wc, 1, OOM, mtime=1000.0)  # an earlier Snakemake run: not counted
+    write_log(tmp_path, "train", wc, 2, OOM, mtime=3000.0)
+    write_log(tmp_path, "train", wc, 3, TIMED_OUT, mtime=3100.0)
+    write_log(tmp_path, "train", ["tiny", "safe_nca-seed0"], 4, OOM, mtime=3000.0)  # another job
+    write_log(tmp_path, "generate", wc, 5, TIMED_OUT, mtime=3000.0)  # another rule
+    assert retry.job_log_dir(tmp_path, "train", wc) == tmp_path / "rule_train" / "tiny_safe_dpo-seed0"
+    assert retry.failures(tmp_path, "train", wc, since=2000.0) == Counter({retry.OUT_OF_MEMORY: 1, retry.TIMEOUT: 1})
+    assert retry.failures(None, "train", wc, since=0.0) == Counter()
+    assert retry.failures(tmp_path, "capability", wc, since=0.0) == Counter()
+
+
+@pytest.mark.parametrize("attempt, counts, mem, runtime", [
+    (1, {}, 4000, 60),                                  # first attempt: as configured
+    (2, {retry.OUT_OF_MEMORY: 1}, 8000, 60),            # ran out of memory: memory only
+    (2, {retry.TIMEOUT: 1}, 4000, 120),                 # ran out of time: time only
+    (3, {retry.OUT_OF_MEMORY: 1, retry.TIMEOUT: 1}, 8000, 120),
+    (3, {retry.OUT_OF_MEMORY: 2}, 12000, 60),
+    (2, {}, 8000, 120),                                 # reason unknown (no Slurm log): both, as before
+    (3, {retry.TIMEOUT: 1}, 8000, 180),                 # one time-out and one unknown failure
+])
+def test_scaled_grows_only_what_ran_out(attempt, counts, mem, runtime):
+    assert retry.scaled("mem_mb", 4000, attempt, Counter(counts)) == mem
+    assert retry.scaled("runtime", 60, attempt, Counter(counts)) == runtime
