@@ -5,6 +5,7 @@ import os
 # SRC (the package's directory, set in workflow/Snakefile) reaches every job through PYTHONPATH
 # (local, or re-parsed on a Slurm node), whatever conda env the job uses.
 from safealign import grid
+from safealign import aggregate as aggregate_spec
 from safealign import report as report_spec
 from safealign.cli import export_source_path
 from safealign.checks import check_config
@@ -52,6 +53,10 @@ def final_targets():
 
 def variant_metric_files():
     return [f"{R}/metrics/{v.model}/{v.name}.csv" for v in VARIANTS.values()]
+
+
+def variant_outcome_files():
+    return [f"{R}/metrics/{v.model}/{v.name}.outcomes.csv" for v in VARIANTS.values()]
 
 
 def variant_disagreement_files():
@@ -356,8 +361,13 @@ def p_metrics(wildcards):
             "benchmark_kinds": {b: s["kind"] for b, s in config["benchmarks"].items()},
             "toxicity_threshold": tox[0] if tox else 0.5,
             "global_parts": report_spec.global_parts(config),
+            "judge_types": {j: s["type"] for j, s in config["judges"].items()},
         }
     )
+
+
+def p_aggregate(wildcards):
+    return grid.canonical({"references": aggregate_spec.references(VARIANTS.values())})
 
 
 def p_report(wildcards):
