@@ -396,7 +396,8 @@ def method_table_html(df, comp, headline: list[dict[str, str]], labels) -> str:
             if r is None:
                 cells.append("<td>–</td>")
                 continue
-            text = fmt_ci(r.value, r.ci_low, r.ci_high)
+            text = f"{r.value:.3f}"
+            ci = ("" if r.ci_low != r.ci_low else f"<br><small>[{r.ci_low:.3f}, {r.ci_high:.3f}]</small>")
             classes = []
             if variant in best.get((model, title), set()):
                 text = f"<b>{text}</b>"
@@ -408,9 +409,10 @@ def method_table_html(df, comp, headline: list[dict[str, str]], labels) -> str:
                 mark = "▲" if c.difference > 0 else "▼"
                 classes.append("sig-better" if good else "sig-worse")
                 text += f" <span class='mark' title='vs base: p_Holm {_p(c.p_holm)}'>{mark}</span>"
-            cells.append(f"<td class='{' '.join(classes)}'>{text}</td>")
+            cells.append(f"<td class='{' '.join(classes)}'>{text}{ci}</td>")
         body.append(f"<tr><th>{_esc(labels[(model, variant)])}</th>{''.join(cells)}</tr>")
-    return (f"<table class='grid methods'><tr><th>variant</th>{head}</tr>{''.join(body)}</table>"
+    return (f"<div class='scroll'><table class='grid methods'><tr><th>variant</th>{head}</tr>{''.join(body)}"
+            "</table></div>"
             "<p class='legend'>Bold: best in the column (by the metric's direction). ▲ / ▼: "
             f"significantly above / below the base model (paired test, Holm-adjusted p &lt; {ALPHA}); "
             "green when that is the better direction, red when worse. Values: estimate [95 % CI].</p>")
@@ -453,12 +455,12 @@ def judges_html(df, disagreements: list[dict], validations: dict[str, Any], labe
                   "(the safety benchmarks, XSTest's unsafe contrast prompts: <code>label=unsafe</code>) "
                   "the safe answer is the refusal, so the two are comparable; on XSTest's safe prompts "
                   "a compliant answer is safe and not a refusal, so they are not compared there.</p>",
-                  k.pivot_table(index="v", columns="col", values="cell", aggfunc="first").to_html(
-                      classes="grid", na_rep="–")]
+                  k.pivot_table(index="v", columns="col", values="cell", aggfunc="first").rename_axis(
+                      index="variant", columns=None).to_html(classes="grid", na_rep="–")]
     pf = df[df.metric == "parse_failures"]
     if len(pf):
         t = pf.assign(v=[labels[(m, v)] for m, v in zip(pf.model, pf.variant, strict=True)]).pivot_table(
-            index="v", columns=["benchmark", "judge"], values="value", aggfunc="sum")
+            index="v", columns=["benchmark", "judge"], values="value", aggfunc="sum").rename_axis(index="variant")
         parts += ["<h3>Parse failures</h3><p>Judge outputs that could not be read as a verdict: left out "
                   "of safety_score, counted as unsafe by safety_score_conservative (never silently safe). "
                   f"Total: {int(pf.value.sum())} of {int(pf.n.sum())} judgments.</p>",
@@ -594,9 +596,9 @@ BROWSER_JS = r"""
       if (!cell) return;
       var row = document.createElement('tr');
       [data.variants[k], cell.t].concat(data.judges.map(function (j) { return cell.v[j] || ''; }))
-        .forEach(function (x) { var td = document.createElement('td'); td.textContent = x;
-          if (/^(unsafe|compliance)/.test(x)) td.className = 'bad';
-          if (/^(safe|refusal)/.test(x)) td.className = 'good';
+        .forEach(function (x, col) { var td = document.createElement('td'); td.textContent = x;
+          if (col > 1 && /^(unsafe|compliance)/.test(x)) td.className = 'bad';
+          if (col > 1 && /^(safe|refusal)$|^safe /.test(x)) td.className = 'good';
           row.appendChild(td); });
       t.appendChild(row);
     });
@@ -746,7 +748,8 @@ def provenance_html(params: dict[str, Any], train_logs: dict[str, Any], metas: d
     if refs:
         parts += ["<h3>Models, judges and datasets as configured</h3><p>A hub revision that is not a "
                   "commit sha is not reproducible (the workflow warns at parse time).</p>",
-                  pd.DataFrame(refs).fillna("").to_html(index=False, classes="grid")]
+                  pd.DataFrame(refs, columns=["kind", "name", "source", "revision", "config", "split"]).fillna("")
+                  .to_html(index=False, classes="grid")]
     rows = []
     for key, meta in sorted(metas.items()):
         if key.endswith("/generation"):
@@ -765,7 +768,7 @@ def provenance_html(params: dict[str, Any], train_logs: dict[str, Any], metas: d
             model = info.get("model") or {}
             jname = meta.get("judge") or key.rsplit("/", 1)[-1]
             judge_rows[jname] = {"what": jname, "kind": f"judge ({meta.get('type', '')})",
-                                 "source": model.get("hub") or model.get("path") or "",
+                                 "source": model.get("hub") or model.get("path") or "no model (rule-based)",
                                  "revision": model.get("revision") or model.get("commit") or "",
                                  "weights sha256": "; ".join(f"{k}: {v[:16]}…" for k, v in
                                                              (model.get("weights_sha256") or {}).items())}
@@ -798,7 +801,8 @@ vertical-align:top}th{background:#f4f4f4}table.small{font-size:11.5px}img{max-wi
 tr.sig-better td:nth-child(6){color:#176317;font-weight:bold}tr.sig-worse td:nth-child(6){color:#a11;font-weight:bold}
 nav a{margin-right:.8em}.legend,.caption{color:#555;font-size:13px}section{margin-top:1.6em}
 #rb-prompts{width:100%;font-size:12px}#rb-out td{max-width:520px}.rb-prompt{font-weight:bold}
-td.good{color:#176317}td.bad{color:#a11}details{margin:.3em 0}
+td.good{color:#176317}td.bad{color:#a11}details{margin:.3em 0}.scroll{overflow-x:auto}
+table.methods th{font-size:11.5px}table.methods td small{color:#666}
 """
 
 # Runs first: records script errors, and on load writes what a headless test reads into the DOM.

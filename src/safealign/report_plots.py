@@ -59,7 +59,7 @@ def pareto_front(points: dict[str, tuple[float, float]], x_higher: bool, y_highe
     return front
 
 
-def _pareto_panel(ax, merged, x_name: str, y_name: str, x_higher: bool, y_higher: bool, sns) -> None:
+def _pareto_panel(ax, merged, x_name: str, y_name: str, x_higher: bool, y_higher: bool, sns) -> set[str]:
     pts = {r.label: (r.x, r.y) for r in merged.itertuples()}
     front = pareto_front(pts, x_higher, y_higher)
     merged = merged.assign(front=[lab in front for lab in merged.label])
@@ -79,10 +79,11 @@ def _pareto_panel(ax, merged, x_name: str, y_name: str, x_higher: bool, y_higher
     if len(f) > 1:
         ax.plot(f.x, f.y, color="tab:blue", lw=1, ls="--", zorder=1)
     for r in merged.itertuples():
-        ax.annotate(r.label, (r.x, r.y), fontsize=7, alpha=0.9 if r.front else 0.55,
-                    xytext=(3, 3), textcoords="offset points")
+        if r.front or r.label == BASE:  # dominated variants stay unlabelled: they crowd the plot
+            ax.annotate(r.label, (r.x, r.y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(f"{x_name} ({'higher' if x_higher else 'lower'} is better)")
     ax.set_ylabel(f"{y_name} ({'higher' if y_higher else 'lower'} is better)")
+    return front
 
 
 def pareto(df, safety_judge: str | None, overrefusal: tuple[str, str] | None) -> list[Figure]:
@@ -104,19 +105,21 @@ def pareto(df, safety_judge: str | None, overrefusal: tuple[str, str] | None) ->
     if not panels:
         return []
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    fronts = []
     for ax, (name, sel, higher) in zip(axes[0], panels, strict=True):
         merged = safe[["model", "variant", "label", "value", "ci_low", "ci_high"]].merge(
             sel[["model", "variant", "value", "ci_low", "ci_high"]], on=["model", "variant"], suffixes=("_s", "_o"))
         merged = merged.rename(columns={"value_s": "x", "ci_low_s": "x_lo", "ci_high_s": "x_hi",
                                         "value_o": "y", "ci_low_o": "y_lo", "ci_high_o": "y_hi"})
         merged = merged.fillna({"x_lo": merged.x, "x_hi": merged.x, "y_lo": merged.y, "y_hi": merged.y})
-        _pareto_panel(ax, merged, f"global safety [{safety_judge}]", name, True, higher, sns)
+        front = _pareto_panel(ax, merged, f"global safety [{safety_judge}]", name, True, higher, sns)
+        fronts.append(f"{name}: {', '.join(sorted(front))}")
         ax.set_title(f"global safety vs {name}")
     fig.tight_layout()
     return [("Trade-offs: global safety vs capability and over-refusal",
-             "Each point a variant with its 95 % bootstrap CI on both axes; blue: the Pareto front "
-             "(no other variant at least as good on both axes), grey: dominated variants; red X: base.",
-             png(fig, "Pareto fronts"))]
+             "Each point a variant with its 95 % bootstrap CI on both axes; blue and labelled: the Pareto "
+             "front (no other variant at least as good on both axes), grey: dominated variants; red X: "
+             "base. Fronts: " + "; ".join(fronts) + ".", png(fig, "Pareto fronts"))]
 
 
 def global_forest(df, judges: list[str]) -> list[Figure]:
