@@ -38,8 +38,16 @@ rule aggregate:
             category="Metrics",
         ),
         disagreements=f"{R}/disagreements.jsonl",
-        comparisons=f"{R}/comparisons.csv",
-        seeds=f"{R}/seeds.csv",
+        comparisons=report(
+            f"{R}/comparisons.csv",
+            caption="../workflow/report/comparisons.rst",
+            category="Metrics",
+        ),
+        seeds=report(
+            f"{R}/seeds.csv",
+            caption="../workflow/report/seeds.rst",
+            category="Metrics",
+        ),
     log:
         f"{R}/logs/aggregate.log",
     benchmark:

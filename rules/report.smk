@@ -15,10 +15,17 @@ rule report:
         capability=report_capability_files(),
         benchmarks=benchmark_files(),
     output:
-        report(
+        html=report(
             f"{R}/report.html",
             caption="../workflow/report/report.rst",
             category="Report",
+        ),
+        plots=report(
+            directory(f"{R}/plots"),
+            patterns=["{name}.png"],
+            caption="../workflow/report/plots.rst",
+            category="Plots",
+            labels={"figure": "{name}"},
         ),
     log:
         f"{R}/logs/report.log",
@@ -37,4 +44,4 @@ rule report:
         "--disagreements {input.disagreements} --validations {input.validations} "
         "--train-logs {input.train_logs} --judgments {input.judgments} --metas {input.metas} "
         "--capability {input.capability} --benchmarks {input.benchmarks} "
-        "--benchmarks-root {R}/benchmarks_tsv --out {output} > {log} 2>&1"
+        "--out {output.html} --plots-dir {output.plots} > {log} 2>&1"

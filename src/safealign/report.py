@@ -651,10 +651,16 @@ def _step_of(rel: Path) -> tuple[str, str]:
     return head, ""
 
 
-def cost_tables(paths: list[str], gpus: dict[str, int], root: Path):
+def cost_tables(paths: list[str], gpus: dict[str, int], root: Path | None = None):
     """Per rule and per grid cell: jobs, wall seconds, CPU seconds (Snakemake's cpu_time), GPU
-    seconds (wall x the GPUs the job requested), peak RSS; from the declared benchmark TSVs."""
+    seconds (wall x the GPUs the job requested), peak RSS; from the declared benchmark TSVs.
+    ``root``: the directory the paths' rule / cell layout starts at (default: their common parent)."""
+    import os
+
     import pandas as pd
+
+    if root is None and paths:
+        root = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
 
     rows = []
     for path in paths:
@@ -932,10 +938,13 @@ def main() -> None:
     p.add_argument("--metas", nargs="*", default=[], help="generation meta.json and judge .meta.json files")
     p.add_argument("--capability", nargs="*", default=[])
     p.add_argument("--benchmarks", nargs="*", default=[], help="the jobs' benchmark TSVs")
-    p.add_argument("--benchmarks-root", default="results/benchmarks_tsv")
     p.add_argument("--out", required=True)
+    p.add_argument("--plots-dir", help="also write every figure here as PNG (Snakemake's report items)")
     args = p.parse_args()
     params = setup(args)
+    from . import report_plots
+
+    report_plots.PLOTS_DIR[0] = args.plots_dir
 
     def read(path):
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
@@ -959,7 +968,7 @@ def main() -> None:
                else f"{q[-3]}/{q[-2]}/{q[-1].removesuffix('.meta.json')}")
         metas[key] = io.read_json(path)
     capability = {f"{Path(c).parts[-2]}/{Path(c).stem}": io.read_json(c) for c in args.capability}
-    cost = cost_tables(args.benchmarks, params.get("gpus") or {}, Path(args.benchmarks_root))
+    cost = cost_tables(args.benchmarks, params.get("gpus") or {})
     io.write_text(args.out, render(params, df, io.read_jsonl(args.disagreements), validations, train_logs, cost,
                                    comp=comp, seeds=seeds, judgments=judgments, metas=metas,
                                    capability=capability, cwd=Path.cwd()))

@@ -26,14 +26,26 @@ def _setup():
     return plt, sns
 
 
+# Where png() also writes each figure (the report rule's plots directory, registered for Snakemake's
+# own report); None: inline only.
+PLOTS_DIR: list = [None]
+
+
 def png(fig, alt: str) -> str:
+    """The figure as an inline <img> (and as <PLOTS_DIR>/<alt>.png when a directory is set)."""
     import html
+    import re
+    from pathlib import Path
 
     import matplotlib.pyplot as plt
 
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+    if PLOTS_DIR[0] is not None:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", alt).strip("_") or "plot"
+        Path(PLOTS_DIR[0]).mkdir(parents=True, exist_ok=True)
+        (Path(PLOTS_DIR[0]) / f"{name}.png").write_bytes(buf.getvalue())
     return (f'<img alt="{html.escape(alt)}" '
             f'src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">')
 
@@ -119,7 +131,7 @@ def pareto(df, safety_judge: str | None, overrefusal: tuple[str, str] | None) ->
     return [("Trade-offs: global safety vs capability and over-refusal",
              "Each point a variant with its 95 % bootstrap CI on both axes; blue and labelled: the Pareto "
              "front (no other variant at least as good on both axes), grey: dominated variants; red X: "
-             "base. Fronts: " + "; ".join(fronts) + ".", png(fig, "Pareto fronts"))]
+             "base. Fronts: " + "; ".join(fronts) + ".", png(fig, "pareto"))]
 
 
 def global_forest(df, judges: list[str]) -> list[Figure]:
@@ -142,7 +154,7 @@ def global_forest(df, judges: list[str]) -> list[Figure]:
     ax.set_xlim(0, 1.02)
     ax.legend(title="judge", loc="lower left", bbox_to_anchor=(1.01, 0))
     return [("Global safety score per variant", "Point estimate and 95 % bootstrap CI (prompts resampled "
-             "within each benchmark), per judge; sorted by the first judge's score.", png(fig, "global safety"))]
+             "within each benchmark), per judge; sorted by the first judge's score.", png(fig, "global_safety"))]
 
 
 def _heatmap(pivot, title: str, sns, plt, vmin=0.0, vmax=1.0, cmap="RdYlGn"):
@@ -174,7 +186,7 @@ def slices(df, parts: list[str], safety_judge: str | None, order: list[str]) -> 
             n = int(sel.n.median())
             out.append((f"{bench}: safety per {what}",
                         f"Share of responses judged safe per variant and {what} (about {n} prompts per "
-                        "cell; each cell's 95 % CI is in metrics.csv).", png(fig, f"{bench} {key}")))
+                        "cell; each cell's 95 % CI is in metrics.csv).", png(fig, f"{bench}_{key}")))
     return out
 
 
@@ -232,7 +244,7 @@ def training_curves(train_logs: dict[str, Any], labels: dict[str, str]) -> list[
             if missing and "reward margin" in quantities else "")
     return [("Training curves", "Per optimisation step, from each trainer's log history (train.json "
              "log_history): loss, reward margin (rewards/margins) and the policy's mean log-probability "
-             f"of the chosen and rejected responses.{note}", png(grid.figure, "training curves"))]
+             f"of the chosen and rejected responses.{note}", png(grid.figure, "training_curves"))]
 
 
 __all__ = ["global_forest", "pareto", "pareto_front", "slices", "toxicity", "training_curves", "METRICS"]
