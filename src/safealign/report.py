@@ -889,7 +889,7 @@ def render(params: dict[str, Any], df, disagreements: list[dict], validations: d
                                          aggfunc="first").to_html(classes="grid small", na_rep="–"))
     else:
         body["seeds"] = ("<p>One seed per method cell: no spread across seeds to show "
-                         "(<code>results/seeds.csv</code>; add seeds with <code>config.training.seeds</code>"
+                         "(<code>results/seeds.csv</code>; add seeds with <code>config.seeds</code>"
                          " or a method's <code>seeds</code>). The intervals above are over prompts only.</p>")
     body["judges"] = judges_html(df, disagreements, validations, labels)
     body["responses"] = browser_html(browser_data(judgments or {}, labels))
