@@ -1,4 +1,11 @@
-"""The one self-contained HTML report: tables, seaborn plots (inline PNG), provenance, costs.
+"""The one self-contained HTML report, one section each (SECTIONS): the paper's claims checked on
+this run with CIs, the method x benchmark table (CIs, best per column, significant differences from
+the base model), paired comparisons, seaborn plots (inline PNG, also written to --plots-dir for
+Snakemake's own report), seeds, judges, a responses browser, cost and provenance.
+
+It opens from disk with no network: no external resource, a Content-Security-Policy that forbids
+any fetch, every model and dataset text HTML-escaped (and, in the embedded JSON, <, > and & as
+\\u escapes, so a '</script>' in a response cannot end the script element).
 
     python -m safealign.report --params JSON --metrics results/metrics.csv ... --out report.html
 """
@@ -832,8 +839,6 @@ def render(params: dict[str, Any], df, disagreements: list[dict], validations: d
            train_logs: dict[str, Any], cost=None, *, comp=None, seeds=None, judgments=None, metas=None,
            capability=None, cwd: Path | None = None) -> str:
     """The report page (see the module docstring); every section has an id (SECTIONS)."""
-    import pandas as pd
-
     from . import report_plots as rp
 
     df = df.copy()
@@ -914,7 +919,6 @@ def render(params: dict[str, Any], df, disagreements: list[dict], validations: d
              "The global safety score is the mean over "
              f"{_esc(', '.join(parts_cfg) or '(no benchmark marked global_safety)')}.</p>")
     csp = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
-    del pd
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta http-equiv='Content-Security-Policy' content=\"{csp}\">"
             f"<title>{_esc(params.get('title', 'safealign report'))}</title><style>{STYLE}</style>"

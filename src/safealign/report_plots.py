@@ -10,7 +10,7 @@ import io as _io
 from typing import Any
 
 from .grid import BASE
-from .metrics import GLOBAL, METRICS
+from .metrics import GLOBAL
 
 Figure = tuple[str, str, str]  # (title, caption, <img> html)
 
@@ -247,4 +247,4 @@ def training_curves(train_logs: dict[str, Any], labels: dict[str, str]) -> list[
              f"of the chosen and rejected responses.{note}", png(grid.figure, "training_curves"))]
 
 
-__all__ = ["global_forest", "pareto", "pareto_front", "slices", "toxicity", "training_curves", "METRICS"]
+__all__ = ["global_forest", "pareto", "pareto_front", "slices", "toxicity", "training_curves"]
