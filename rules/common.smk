@@ -8,7 +8,7 @@ from types import SimpleNamespace
 # (local, or re-parsed on a Slurm node), whatever conda env the job uses.
 import time
 
-from safealign import grid, retry
+from safealign import grid, package_model, retry
 from safealign import aggregate as aggregate_spec
 from safealign import report as report_spec
 from safealign.cli import export_source_path
@@ -117,6 +117,8 @@ def benchmark_jobs():
     for m in sorted({v.model for v in VARIANTS.values()}):
         if "world" in config["models"][m]:
             jobs.append((f"{B}/models/{m}/base.tsv", gpu("world_model", model=m)))
+        elif "package" in config["models"][m]:
+            jobs.append((f"{B}/models/{m}/base.tsv", gpu("package_model", model=m)))
     for j in JUDGES:
         if "world" in config["judges"][j].get("model", {}):
             jobs.append((f"{B}/judges/{j}/model.tsv", gpu("world_model", judge=j)))
@@ -196,14 +198,32 @@ def source_input(source):
 
 
 def model_ref(model):
+    """A world or package model is the directory its rule builds (rules/base.smk)."""
     spec = config["models"][model]
-    if "world" in spec:
+    if "world" in spec or "package" in spec:
         return {"path": f"{R}/models/{model}/base"}
     return {k: spec[k] for k in ("hub", "revision", "path", "gguf_file") if k in spec}
 
 
 def model_input(model):
-    return [f"{R}/models/{model}/base"] if "world" in config["models"][model] else []
+    spec = config["models"][model]
+    return [f"{R}/models/{model}/base"] if "world" in spec or "package" in spec else []
+
+
+def models_with(key):
+    """Wildcard regex of the models whose spec holds `key` (world / package), so exactly one
+    rule of rules/base.smk builds each model's `base` directory."""
+    names = [m for m, spec in config["models"].items() if key in spec]
+    return grid.wildcard_regex(names) if names else "(?!)"
+
+
+def package_located(model):
+    spec = config["models"][model]
+    return package_model.locate(spec["package"], f"config.models.{model}.package")
+
+
+def package_gguf(wildcards):
+    return str(package_located(wildcards.model).path)
 
 
 def judge_ref(judge):
@@ -232,6 +252,17 @@ def p_world(wildcards):
 def p_world_model(wildcards):
     return grid.canonical(
         {**config["models"][wildcards.model]["world"], "offline": config["offline"]}
+    )
+
+
+def p_package_model(wildcards):
+    return grid.canonical(
+        {
+            "package": config["models"][wildcards.model]["package"],
+            # The wheel's own hash of the file; the job checks the file against it.
+            "record_sha256": package_located(wildcards.model).record_sha256,
+            "offline": config["offline"],
+        }
     )
 
 
