@@ -5,6 +5,9 @@ rule metrics:
     input:
         judgments=judgment_inputs,
         capability=f"{R}/capability/{{model}}/{{variant}}.json",
+        # Their chat template hashes must equal the training's (safealign.chat.check_same_template).
+        generation_meta=f"{R}/generations/{{model}}/{{variant}}/meta.json",
+        train_log=train_log_input,
     output:
         metrics=f"{R}/metrics/{{model}}/{{variant}}.csv",
         disagreements=f"{R}/metrics/{{model}}/{{variant}}.disagreements.jsonl",
@@ -23,7 +26,8 @@ rule metrics:
     shell:
         "OMP_NUM_THREADS={threads} python -m safealign.metrics --params {params.cfg:q} --judgments {input.judgments} "
         "--capability {input.capability} --out {output.metrics} "
-        "--disagreements {output.disagreements} --outcomes {output.outcomes} > {log} 2>&1"
+        "--disagreements {output.disagreements} --outcomes {output.outcomes} "
+        "--generation-meta {input.generation_meta} --train-log {input.train_log} > {log} 2>&1"
 
 
 rule aggregate:

@@ -63,6 +63,12 @@ def variant_metric_files():
     return [f"{R}/metrics/{v.model}/{v.name}.csv" for v in VARIANTS.values()]
 
 
+def train_log_input(wildcards):
+    """The variant's train.json; none for the base model."""
+    v = variant(wildcards)
+    return [] if v.method is None else [f"{R}/models/{v.model}/{v.name}/train.json"]
+
+
 def variant_outcome_files():
     return [f"{R}/metrics/{v.model}/{v.name}.outcomes.csv" for v in VARIANTS.values()]
 

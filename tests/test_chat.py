@@ -53,3 +53,33 @@ def test_a_changed_template_has_another_hash_and_fails_the_check_naming_both(tmp
     with pytest.raises(ValueError) as err:
         check_same_template("tiny/safe_dpo", {"training (train.json)": h_train, "generation (meta.json)": h_edit})
     assert "tiny/safe_dpo" in str(err.value) and h_train in str(err.value) and h_edit in str(err.value)
+
+
+def test_the_metrics_step_fails_naming_both_hashes_when_generation_used_another_template(tmp_path):
+    """A variant trained with one template and generated with an edited one: `python -m
+    safealign.metrics` (the metrics rule's command) stops before writing anything."""
+    import json
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from safealign.chat import template_hash
+    from safealign.world.build import template
+
+    chatml = template("chatml_chat_template.jinja")
+    trained = template_hash(AutoTokenizer.from_pretrained(_tokenizer(tmp_path / "a", chatml)))
+    edited = template_hash(AutoTokenizer.from_pretrained(
+        _tokenizer(tmp_path / "b", chatml.replace("<|im_start|>", "<|im_start|> "))))
+    (tmp_path / "train.json").write_text(json.dumps({"chat_template_sha256": trained}))
+    (tmp_path / "meta.json").write_text(json.dumps({"chat_template_sha256": edited}))
+    (tmp_path / "capability.json").write_text(json.dumps({"provenance": {"chat_template_sha256": trained}}))
+    out = subprocess.run(
+        [sys.executable, "-m", "safealign.metrics", "--params", json.dumps({"model": "tiny", "variant": "safe_dpo-seed0"}),
+         "--capability", str(tmp_path / "capability.json"), "--out", str(tmp_path / "m.csv"),
+         "--disagreements", str(tmp_path / "d.jsonl"), "--outcomes", str(tmp_path / "o.csv"),
+         "--generation-meta", str(tmp_path / "meta.json"), "--train-log", str(tmp_path / "train.json")],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "variant tiny/safe_dpo-seed0" in out.stderr and trained in out.stderr and edited in out.stderr
+    assert not (tmp_path / "m.csv").exists()

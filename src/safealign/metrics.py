@@ -39,6 +39,7 @@ from statistics import mean
 from typing import Any
 
 from . import io, stats
+from .chat import check_same_template
 from .cli import setup
 from .judge.agreement import binary_kappa, cohen_kappa, comparable_rows
 
@@ -344,6 +345,20 @@ def variant_metrics(params: dict[str, Any], judgments: dict[tuple[str, str], lis
 COUNTS = ("parse_failures", "category_line_flagged")
 
 
+def check_chat_templates(variant: str, train_logs: list[str], generation_meta: str | None,
+                         capability: dict | None) -> None:
+    """The variant was generated and evaluated with the chat template it was trained with
+    (``chat_template_sha256`` in each stage's record; :func:`safealign.chat.check_same_template`)."""
+    hashes: dict[str, str | None] = {}
+    for path in train_logs:
+        hashes[f"training ({path})"] = io.read_json(path).get("chat_template_sha256")
+    if generation_meta:
+        hashes[f"generation ({generation_meta})"] = io.read_json(generation_meta).get("chat_template_sha256")
+    if capability is not None:
+        hashes["capability (lm-eval)"] = (capability.get("provenance") or {}).get("chat_template_sha256")
+    check_same_template(variant, hashes)
+
+
 def main() -> None:
     import pandas as pd
 
@@ -354,6 +369,8 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--disagreements", required=True)
     p.add_argument("--outcomes", required=True, help="per-prompt outcomes (csv), for comparisons.csv")
+    p.add_argument("--generation-meta", help="the variant's generation meta.json (its chat template hash)")
+    p.add_argument("--train-log", nargs="*", default=[], help="the variant's train.json (none for the base model)")
     args = p.parse_args()
     params = setup(args)
     judgments = {}
@@ -361,6 +378,7 @@ def main() -> None:
         parts = path.rsplit("/", 2)
         judgments[(parts[-2], parts[-1].removesuffix(".jsonl"))] = io.read_jsonl(path)
     cap = io.read_json(args.capability) if args.capability else None
+    check_chat_templates(f"{params['model']}/{params['variant']}", args.train_log, args.generation_meta, cap)
     rows, dis, outcomes = variant_metrics(params, judgments, cap)
     with io.atomic_path(args.out) as tmp:
         pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
