@@ -19,9 +19,7 @@ export_source_path(SRC)
 check_config(config)
 
 R = "results"
-# Where the Slurm executor plugin keeps failed jobs' logs (its slurm-logdir; None on other
-# executors), and when this run started: a retry reads why its earlier attempts failed there.
-SLURM_LOGDIR = getattr(getattr(workflow, "executor_settings", None), "logdir", None)
+# When this run started: a retry reads why its earlier attempts (since then) failed.
 RUN_STARTED = time.time()
 BENCHMARKS = list(config["benchmarks"])
 JUDGES = list(config["judges"])
@@ -522,6 +520,12 @@ def p_report(wildcards):
 # ---------------------------------------------------------------- resources
 
 
+def slurm_logdir():
+    """Where the Slurm executor plugin keeps failed jobs' logs (its slurm-logdir); None on other
+    executors. Set once the executor starts, so read when a resource is asked for, not at parse."""
+    return getattr(getattr(workflow, "executor_settings", None), "logdir", None)
+
+
 def _res_value(family, key, wildcards, attempt, judge=None, rule=None):
     base = dict(config["resources"].get("default", {}))
     base.update(config["resources"].get(family, {}))
@@ -536,7 +540,7 @@ def _res_value(family, key, wildcards, attempt, judge=None, rule=None):
     if key in retry.GROWS and isinstance(value, int):
         # A retry grows what the last attempts ran out of (src/safealign/retry.py).
         failed = (
-            retry.failures(SLURM_LOGDIR, rule, list(wildcards), RUN_STARTED)
+            retry.failures(slurm_logdir(), rule, list(wildcards), RUN_STARTED)
             if attempt > 1 and rule
             else {}
         )
