@@ -7,8 +7,10 @@ import pytest
 
 from safealign import retry
 
-# Lines slurmstepd writes into a job's log when Slurm ends it (Slurm 23.02).
-TIMED_OUT = "slurmstepd: error: *** JOB 4711 ON gpu07 CANCELLED AT 2026-11-30T09:00:00 DUE TO TIME LIMIT ***\n"
+# Lines slurmstepd writes into a job's log when Slurm ends it: the time-out is copied from a job of
+# the test cluster (.ci/slurm-up) killed at its 1-minute limit, the out-of-memory kill from Slurm 23.
+TIMED_OUT = ("slurmstepd-vm: error: *** STEP 135.0 ON vm CANCELLED AT 2026-11-30T09:48:02 DUE TO TIME LIMIT ***\n"
+             "slurmstepd-vm: error: *** JOB 135 ON vm CANCELLED AT 2026-11-30T09:48:02 DUE TO TIME LIMIT ***\n")
 OOM = ("slurmstepd: error: Detected 1 oom_kill event in StepId=4712.batch. "
        "Some of the step tasks have been OOM Killed.\n")
 PYTHON_ERROR = "Traceback (most recent call last):\nValueError: bad row\n"
