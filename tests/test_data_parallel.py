@@ -29,3 +29,21 @@ def test_a_batch_that_cannot_be_split_names_both_keys_and_the_way_out():
     with pytest.raises(ValueError, match=r"per_device_train_batch_size 16 x gradient_accumulation_steps 4 cannot "
                                          r"be split over 3 processes .*keep_global_batch: false"):
         distribute_batch(DPO, 3)
+
+
+def test_a_job_with_several_gpus_spreads_its_model_but_a_training_rank_does_not(monkeypatch):
+    from safealign import models
+    from safealign.cli import JOB_GPUS_ENV, add_gpus_argument, parser, setup
+    from safealign.generate.vllm_backend import _llm_kwargs
+
+    hub = {"hub": "org/model", "revision": "a" * 40}
+    monkeypatch.delenv(JOB_GPUS_ENV, raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert models.job_gpus() == 1 and "tensor_parallel_size" not in _llm_kwargs(hub, None, {})
+    p = parser("x")
+    add_gpus_argument(p)
+    setup(p.parse_args(["--params", "{}", "--gpus", "2"]))  # what the generate / judge rules pass
+    assert models.job_gpus() == 2
+    assert _llm_kwargs(hub, None, {})["tensor_parallel_size"] == 2  # vLLM shards the model
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a data-parallel training rank owns one GPU
+    assert models.job_gpus() == 1  # (monkeypatch restores both variables afterwards)
