@@ -24,7 +24,7 @@ Each measurement runs in its own process. The table shows the median of the runs
 max; the JSON (``--out``, default bench/results.json) holds every run, the commands, the machine
 (nproc, CPU model) and ``uptime`` before and after. Items 2-7 need item 1's finished run: without
 item 1 in ``--only``, ``--grid-dir`` names one (e.g. a previous bench run's
-``<tmp>/grid-branch``).
+``<tmp>/grid-branch``); with ``--grid-dir``, item 1 times only the entry points' jobs on it.
 """
 
 from __future__ import annotations
@@ -121,9 +121,10 @@ def snakemake_cmd(tree: Path, *args: str) -> list[str]:
 # ---------------------------------------------------------------- item 1: tiny grid and imports
 
 
-def item1(trees: dict[str, Path], work: Path, repeats: int) -> list[dict]:
+def item1(trees: dict[str, Path], work: Path, repeats: int, jobs_only: bool = False) -> list[dict]:
+    """With ``jobs_only`` (``--grid-dir`` given), only the entry points' jobs, on that run."""
     rows, walls = [], {name: [] for name in trees}
-    for r in range(repeats):
+    for r in range(0 if jobs_only else repeats):
         # Alternate the order, so that neither tree always runs first on a shared machine.
         for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
             d = work / f"grid-{name}"
@@ -133,6 +134,8 @@ def item1(trees: dict[str, Path], work: Path, repeats: int) -> list[dict]:
                                  log=work / "logs" / f"grid-{name}-{r}.log")
             walls[name].append((wall, cpu))
     for name, runs in walls.items():
+        if not runs:
+            continue
         rows.append(row("1", "tiny grid, clean to report (120 jobs)", "s", [w for w, _ in runs],
                         target="<= 240 s", met=statistics.median(w for w, _ in runs) <= 240, tree=name,
                         command="snakemake --cores 2 (empty directory)",
@@ -272,13 +275,14 @@ def smollm2(work: Path) -> Path | None:
 def item4(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
     rows = []
     prompts = grid / "results" / "prompts" / "alert.jsonl"
-    models = [("tiny world base", grid / "results" / "models" / "tiny" / "base", 64)]
+    models = [("tiny world base", grid / "results" / "models" / "tiny" / "base", 64, 32)]
     smol = smollm2(work)
     if smol is not None:
-        models.append(("SmolLM2-135M-Instruct", smol, 16 if quick else 32))
-    for label, model, n in models:
+        models.append(("SmolLM2-135M-Instruct", smol, 8 if quick else 32, 16 if quick else 32))
+    for label, model, n, new_tokens in models:
         cmd = [sys.executable, str(BENCH / "gen_tokens.py"), "--model", str(model), "--prompts", str(prompts),
-               "--n", str(n), "--batch-sizes", f"{n},1", "--repeats", str(repeats), "--max-new-tokens", "32"]
+               "--n", str(n), "--batch-sizes", f"{n},1", "--repeats", str(repeats), "--max-new-tokens",
+               str(new_tokens)]
         _, _, proc = timed(cmd, work, env_for(REPO), log=work / "logs" / f"gen-{label}.log")
         res = {r["batch_size"]: r for r in json_lines(proc.stdout)}
         batched, single = res[n], res[1]
@@ -304,12 +308,13 @@ def item5(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
     if py is None or smol is None:
         return [row("5", "vLLM vs transformers on SmolLM2: skipped (no vLLM venv or no SmolLM2 checkpoint)",
                     "", [])]
-    n = 16 if quick else 32
+    n, new_tokens = (16, 16) if quick else (32, 32)
     prompts = grid / "results" / "prompts" / "alert.jsonl"
-    out = {}
+    out, rows = {}, []
     for backend, python in (("transformers", sys.executable), ("vllm", py)):
         cmd = [python, str(BENCH / "gen_tokens.py"), "--backend", backend, "--model", str(smol), "--prompts",
-               str(prompts), "--n", str(n), "--batch-sizes", str(n), "--repeats", str(repeats)]
+               str(prompts), "--n", str(n), "--batch-sizes", str(n), "--repeats", str(repeats),
+               "--max-new-tokens", str(new_tokens)]
         env = {**env_for(REPO), "VLLM_CPU_KVCACHE_SPACE": "1"}
         _, _, proc = timed(cmd, work, env, log=work / "logs" / f"gen-smollm2-{backend}.log", check=False)
         lines = json_lines(proc.stdout)
@@ -410,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     trees = {"branch": REPO}
     if args.baseline:
         trees = {"baseline": baseline_tree(args.baseline, work), "branch": REPO}
-    if "1" not in items:
+    if args.grid_dir is not None or "1" not in items:
         if args.grid_dir is None and items & {"2", "4", "5", "6", "7"}:
             raise SystemExit("items 2, 4-7 need a finished tiny-grid run: include item 1 or pass --grid-dir")
         for name in trees:
@@ -420,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": machine(), "uptime_before": uptime(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "argv": sys.argv[1:], "trees": {k: str(v) for k, v in trees.items()}, "rows": []}
     grid = work / "grid-branch"
-    steps = [("1", lambda: item1(trees, work, args.grid_repeats)),
+    steps = [("1", lambda: item1(trees, work, args.grid_repeats, jobs_only=args.grid_dir is not None)),
              ("2", lambda: item2(trees, work, repeats)),
              ("3", lambda: item3(trees, work, repeats, sizes)),
              ("4", lambda: item4(work, grid, repeats, args.quick)),
