@@ -43,7 +43,7 @@ PY = "OMP_NUM_THREADS={threads} python -m safealign"
 
 wildcard_constraints:
     model=grid.wildcard_regex(list(config["models"])),
-    variant=grid.wildcard_regex([v.name for v in VARIANTS.values()]),
+    variant=grid.variant_regex(config),
     benchmark=grid.wildcard_regex(list(config["benchmarks"])),
     judge=grid.wildcard_regex(list(config["judges"])),
     world_file=grid.wildcard_regex(list(WORLD_FILES.values())),

@@ -91,3 +91,31 @@ def test_beta_defaults_per_trainer_and_precedence(default_config):
     cells = {v.name: v.settings["beta"] for v in grid.variants(cfg) if v.method}
     assert cells["safe_simpo-beta2.5-seed0"] == 2.5 and cells["safe_dpo-seed0"] == 0.05
     assert cells["safe_orpo-seed0"] == 0.1
+
+
+def _variant_names(cfg):
+    return {v.name for v in grid.variants(cfg)}
+
+
+def test_variant_regex_matches_exactly_the_grid(default_config):
+    """The variant wildcard constraint accepts every variant of the grid and nothing else, and stays
+    short on a large sweep (a list of every name made planning grow with the square of the grid)."""
+    cfg = copy.deepcopy(default_config)
+    cfg["seeds"] = [0, 1]
+    cfg["methods"]["safe_dpo"]["beta"] = [0.01, 0.05, 0.1]
+    cfg["methods"]["safe_dpo"]["learning_rate"] = [1.0e-5, 2.0e-4]
+    cfg["methods"]["safe_kto"]["seeds"] = [7]
+    cfg["methods"]["safe_orpo"]["enabled"] = False
+    names = _variant_names(cfg)
+    rx = re.compile(f"(?:{grid.variant_regex(cfg)})")
+    assert all(rx.fullmatch(n) for n in names)
+    near = ["safe_dpo-beta0.2-learningrate1e-05-seed0", "safe_dpo-beta0.01-seed0", "safe_dpo-seed0",
+            "safe_kto-seed0", "safe_orpo-seed0", "safe_nca-seed2", "base-seed0", "safe_dpo-beta0.01-learningrate1e-05-seed0x"]
+    assert not any(rx.fullmatch(n) for n in near)
+    assert {n for n in near if n in names} == set()
+    big = copy.deepcopy(cfg)
+    for spec in big["methods"].values():
+        spec["beta"], spec["learning_rate"] = [0.01, 0.02, 0.05, 0.1], [1.0e-6, 2.0e-6, 5.0e-6, 1.0e-5]
+    big["seeds"] = [0, 1, 2]
+    assert len(_variant_names(big)) > 500
+    assert len(grid.variant_regex(big)) < 3000

@@ -155,6 +155,26 @@ def test_cohen_kappa_hand_checked():
     assert math.isfinite(cohen_kappa([1, 1, 1], [1, 1, 0]))
 
 
+def test_cohen_kappa_equals_sklearns():
+    """The written-out kappa (no sklearn import in the metrics step) is sklearn's."""
+    import random
+
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = random.Random(0)
+    for trial in range(200):
+        labels = [True, False] if trial % 2 else ["safe", "unsafe", "S1", None]
+        n = rng.randint(1, 40)
+        a = [rng.choice(labels) for _ in range(n)]
+        b = [x if rng.random() < 0.6 else rng.choice(labels) for x in a]
+        ours = cohen_kappa(a, b)
+        if a == b:
+            assert ours == 1.0
+            continue
+        want = cohen_kappa_score([str(x) for x in a], [str(x) for x in b], replace_undefined_by=math.nan)
+        assert ours == pytest.approx(want, abs=1e-12), (a, b)
+
+
 def test_disagreements_by_id_and_position():
     a = [{"id": "x", "refusal": True}, {"id": "y", "refusal": False}, {"id": "z", "refusal": True}]
     b = [{"id": "z", "unsafe": False}, {"id": "x", "unsafe": True}, {"id": "y", "unsafe": False}]

@@ -132,6 +132,33 @@ def variant_index(config: dict[str, Any]) -> dict[tuple[str, str], Variant]:
     return {(v.model, v.name): v for v in variants(config)}
 
 
+def variant_regex(config: dict[str, Any]) -> str:
+    """A regex that matches exactly the names of :func:`variants` (for ``wildcard_constraints``).
+
+    Written as each method's product of swept values and seeds rather than as the list of names:
+    Snakemake copies a constraint into every path pattern that has the wildcard and rescans that
+    pattern on each substitution, so a list of every name (about 40 KB on a 10,000-job grid) made
+    planning grow with the square of the grid; this stays a few hundred characters.
+    """
+    alternatives = [re.escape(BASE)]
+    for mname, method in config["methods"].items():
+        if not method.get("enabled", True):
+            continue
+        part = re.escape(mname)
+        for key in SWEEPABLE:
+            values = method.get(key)
+            if isinstance(values, list):
+                part += f"-{re.escape(key.replace('_', ''))}{_alternation([_fmt(v) for v in values])}"
+        seeds = method.get("seeds", config["seeds"])
+        part += f"-seed{_alternation([str(s) for s in seeds])}"
+        alternatives.append(part)
+    return "|".join(alternatives)
+
+
+def _alternation(values: list[str]) -> str:
+    return "(?:" + "|".join(re.escape(v) for v in sorted(set(values), key=len, reverse=True)) + ")"
+
+
 def judges_for(config: dict[str, Any], benchmark: str) -> list[str]:
     kind = config["benchmarks"][benchmark]["kind"]
     return [j for j, spec in config["judges"].items() if kind in spec["applies_to"]]

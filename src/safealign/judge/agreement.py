@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -26,18 +27,27 @@ def accuracy(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
-    """Cohen's kappa of two label sequences (sklearn's ``cohen_kappa_score``).
+    """Cohen's kappa of two label sequences, as sklearn's ``cohen_kappa_score`` (unweighted)
+    computes it: ``1 - observed disagreement / disagreement expected from the two marginals``.
 
     Perfect agreement is 1.0 even when both judges use a single label (where kappa is otherwise
     undefined); a kappa that is still undefined comes back as NaN.
-    """
-    from sklearn.metrics import cohen_kappa_score
 
+    Written out rather than imported: ``sklearn.metrics`` takes about 2 s to import (scipy.stats
+    included), most of a metrics job's time, once per variant (bench/, item 1).
+    tests/test_refusal_judge.py compares it with sklearn's.
+    """
     a, b = list(a), list(b)
     _check_pair(a, b)
     if a == b:
         return 1.0
-    return float(cohen_kappa_score(a, b, replace_undefined_by=math.nan))
+    n = len(a)
+    count_a, count_b = Counter(a), Counter(b)
+    observed = sum(x != y for x, y in zip(a, b)) / n
+    expected = 1.0 - sum(count_a[label] * count_b[label] for label in count_a) / (n * n)
+    if expected == 0:
+        return math.nan
+    return 1.0 - observed / expected
 
 
 def _getter(key: Key, side: str) -> Callable[[dict], Any]:

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Benchmark: the grid's DPO-family training time with and without shared reference log-probs.
+"""Benchmark: the grid's DPO-family training time with and without shared reference log-probs
+(bench/run.py item 6; was scripts/bench-shared-ref).
 
-    HF_HUB_OFFLINE=1 python scripts/bench-shared-ref [--model results/models/tiny/base] [--config config/config.yaml]
-    HF_HUB_OFFLINE=1 python scripts/bench-shared-ref --hidden-size 384 --layers 4
+    HF_HUB_OFFLINE=1 python bench/shared_ref.py [--model results/models/tiny/base] [--config config/config.yaml]
+    HF_HUB_OFFLINE=1 python bench/shared_ref.py --hidden-size 384 --layers 4
+    HF_HUB_OFFLINE=1 python bench/shared_ref.py --model results/bench/smollm2-135m-instruct --methods 5 \
+        --pairs 64 --epochs 1 --target-modules q_proj,k_proj,v_proj,o_proj
 
 Trains every reference-based DPO-family method of the config on the tiny world's preference pairs
 twice in one run: (a) "shared": reference log-probs computed once per reference key (the
@@ -12,8 +15,11 @@ passes) and their ratio (target <= 0.7), plus the same ratio over TRL's own trai
 
 By default it times the grid's own base model (run the workflow first). ``--hidden-size`` and
 ``--layers`` instead pretrain a larger tiny-world base model with the workflow's own code
-(``safealign.world.build.build_base_model``, one epoch, cached under results/bench-shared-ref/):
+(``safealign.world.build.build_base_model``, one epoch, cached under results/bench/shared-ref/):
 the saving grows with model size, as the reference forward becomes a larger share of each step.
+``--methods N`` keeps the first N such methods (a 5-method grid), ``--pairs`` / ``--epochs`` shrink
+the data and training for a larger model (SmolLM2-135M-Instruct converted by bench/gen_tokens.py),
+``--target-modules`` sets the LoRA modules for a model that is not the tiny world's.
 """
 
 import argparse
@@ -35,7 +41,7 @@ from safealign.world import build, data
 
 def larger_base(cfg: dict, world: dict, hidden: int, layers: int) -> Path:
     """The first model's tiny-world spec at a larger size, pretrained once (1 epoch) and cached."""
-    out = Path("results/bench-shared-ref") / f"base-h{hidden}-l{layers}"
+    out = Path("results/bench/shared-ref") / f"base-h{hidden}-l{layers}"
     if (out / "config.json").exists():
         return out
     spec = json.loads(json.dumps(next(iter(cfg["models"].values()))["world"]))
@@ -54,16 +60,26 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--hidden-size", type=int, help="pretrain a larger base model: hidden size (head_dim 32)")
     p.add_argument("--layers", type=int, default=4, help="with --hidden-size: number of layers")
+    p.add_argument("--methods", type=int, help="keep the first N reference-based DPO-family methods")
+    p.add_argument("--pairs", type=int, help="keep the first N preference pairs")
+    p.add_argument("--epochs", type=float, help="num_train_epochs of every method")
+    p.add_argument("--target-modules", help="LoRA target modules, comma-separated (another model's names)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
     world = data.build(data.WorldParams(**cfg.get("world", {})))
-    pairs = from_pku(world["preference"])
+    pairs = from_pku(world["preference"])[: args.pairs]
     model_dir = Path(args.model) if args.hidden_size is None else larger_base(cfg, world, args.hidden_size, args.layers)
     if not (model_dir / "config.json").exists():
         raise SystemExit(f"{model_dir}: no base model there; run the workflow first or pass --model")
     ref = {"path": str(model_dir)}
     variants = [v for v in grid.variants(cfg) if v.method and grid.shares_reference(v.settings)]
+    variants = [v for v in variants if v.model == variants[0].model][: args.methods]
+    for v in variants:
+        if args.epochs is not None:
+            v.settings["num_train_epochs"] = args.epochs
+        if args.target_modules:
+            v.settings.setdefault("lora", {})["target_modules"] = args.target_modules.split(",")
     methods.classes("dpo")  # import TRL before the clock starts: both arms run in this one process
     refs, t0 = {}, time.perf_counter()
     for key in sorted({grid.reference_key(v.settings) for v in variants}):  # as the ref_logps rule

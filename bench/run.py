@@ -1,0 +1,461 @@
+#!/usr/bin/env python
+"""safealign's benchmark suite (issue 13): where the time goes, measured side by side.
+
+    python bench/run.py                          # every CPU item, this checkout only
+    python bench/run.py --baseline main          # ... and the same items on `main`, side by side
+    python bench/run.py --only 2,3 --repeats 3 --out bench/results.json
+    python bench/run.py --quick                  # smaller sizes, 1 repeat (a few minutes)
+
+Items (README.md, "Benchmarks", has the latest figures and targets):
+
+1. tiny grid, clean checkout to report (``snakemake --cores 2`` in an empty directory), plus the
+   import time of each entry point's real job (``python -X importtime``, on that finished run);
+2. no-op rerun: ``snakemake -n`` on the finished run of item 1;
+3. planning a paper-scale grid: ``snakemake -n`` on bench/paper_grid.py's sizes S, M, L (about
+   2,500 / 5,000 / 10,000 jobs), phases from bench/plan_profile.py;
+4. batched vs per-prompt generation, tiny model and SmolLM2-135M-Instruct (bench/gen_tokens.py);
+5. vLLM (``$SAFEALIGN_VLLM_PYTHON``, default .venv-vllm) vs transformers on SmolLM2;
+6. shared reference log-probs on/off, 5-method grid, tiny model and SmolLM2 + LoRA
+   (bench/shared_ref.py);
+7. judging throughput per judge type (bench/judge_tp.py);
+8. GPU: items 4-7 on a GPU with vLLM, LoRA / QLoRA training tokens/s (skipped without a GPU).
+
+Each measurement runs in its own process. The table shows the median of the runs with min and
+max; the JSON (``--out``, default bench/results.json) holds every run, the commands, the machine
+(nproc, CPU model) and ``uptime`` before and after. Items 2-7 need item 1's finished run: without
+item 1 in ``--only``, ``--grid-dir`` names one (e.g. a previous bench run's
+``<tmp>/grid-branch``); with ``--grid-dir``, item 1 times only the entry points' jobs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
+       "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "lm_eval", "vllm", "pandas", "sklearn",
+         "scipy", "seaborn", "matplotlib")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu or platform.processor(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return ""
+
+
+def env_for(tree: Path) -> dict:
+    return {**os.environ, **ENV, "PYTHONPATH": str(tree / "src")}
+
+
+def timed(cmd: list[str] | str, cwd: Path, env: dict, log: Path | None = None, check: bool = True,
+          timeout: float | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, CPU seconds of the children, the process) of one command."""
+    before = os.times()
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=isinstance(cmd, str),
+                          timeout=timeout, check=False)
+    wall = time.perf_counter() - t
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"$ {cmd if isinstance(cmd, str) else ' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"command failed ({proc.returncode}): {cmd}\n{proc.stderr[-3000:]}")
+    return wall, cpu, proc
+
+
+def json_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def row(item: str, name: str, unit: str, runs: list[float], target: str = "", met: bool | None = None,
+        command: str = "", tree: str = "branch", **extra) -> dict:
+    runs = [float(r) for r in runs]
+    return {"item": item, "name": name, "tree": tree, "unit": unit, "runs": runs,
+            "median": statistics.median(runs) if runs else None, "min": min(runs) if runs else None,
+            "max": max(runs) if runs else None, "target": target, "met": met, "command": command, **extra}
+
+
+def snakemake_cmd(tree: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(tree / "workflow" / "Snakefile"),
+            "--configfile", str(tree / "config" / "config.yaml"), *args]
+
+
+# ---------------------------------------------------------------- item 1: tiny grid and imports
+
+
+def item1(trees: dict[str, Path], work: Path, repeats: int, jobs_only: bool = False) -> list[dict]:
+    """With ``jobs_only`` (``--grid-dir`` given), only the entry points' jobs, on that run."""
+    rows, walls = [], {name: [] for name in trees}
+    for r in range(0 if jobs_only else repeats):
+        # Alternate the order, so that neither tree always runs first on a shared machine.
+        for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
+            d = work / f"grid-{name}"
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+            wall, cpu, _ = timed(snakemake_cmd(trees[name], "--cores", "2"), d, env_for(trees[name]),
+                                 log=work / "logs" / f"grid-{name}-{r}.log")
+            walls[name].append((wall, cpu))
+    for name, runs in walls.items():
+        if not runs:
+            continue
+        rows.append(row("1", "tiny grid, clean to report (120 jobs)", "s", [w for w, _ in runs],
+                        target="<= 240 s", met=statistics.median(w for w, _ in runs) <= 240, tree=name,
+                        command="snakemake --cores 2 (empty directory)",
+                        cpu_s=[c for _, c in runs]))
+    for name, tree in trees.items():
+        rows += entry_imports(tree, work / f"grid-{name}", work, name)
+    return rows
+
+
+# The job whose real command item 1 times for each entry point (the first in the dry run).
+ENTRY_POINTS = ("safealign.world data", "safealign.data.preference", "safealign.data.benchmark",
+                "safealign.train.run ref-logps", "safealign.train.run train", "safealign.generate",
+                "safealign.judge run", "safealign.judge validate", "safealign.capability.harness",
+                "safealign.metrics", "safealign.aggregate", "safealign.report")
+
+
+def entry_imports(tree: Path, grid: Path, work: Path, name: str) -> list[dict]:
+    """Each entry point's real job (from `snakemake -n -p --forceall` on the finished run), run again
+    under `python -X importtime` in a copy: wall time, import time and which heavy libraries it loads."""
+    _, _, dry = timed(snakemake_cmd(tree, "-n", "-p", "--forceall"), grid, env_for(tree))
+    commands = [re.sub(r"^\s*(Shell )?command:\s*", "", line) for line in dry.stdout.splitlines()
+                if "python -m safealign" in line]
+    scratch = work / f"imports-{name}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(grid / "results", scratch / "results", symlinks=True)
+    rows = []
+    for entry in ENTRY_POINTS:
+        picks = [c for c in commands if f"-m {entry} " in c]
+        if entry == "safealign.judge run":  # one job per judge type: the model judges cost most
+            picks = [next((c for c in picks if f'"type":"{t}"' in c), None) for t in ("llama_guard", "refusal", "toxicity")]
+        for cmd in [c for c in picks if c][:3]:
+            cmd = cmd.split(" > ", 1)[0].replace("python -m", f"{sys.executable} -X importtime -m", 1)
+            wall, cpu, proc = timed(cmd, scratch, env_for(tree), check=False)
+            imports, heavy = 0.0, set()
+            for line in proc.stderr.splitlines():
+                m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( +)(\S+)$", line)
+                if m:
+                    heavy.add(m[3].split(".")[0])
+                    if len(m[2]) == 1:  # a top-level import: its cumulative time counts once
+                        imports += int(m[1]) / 1e6
+            kind = re.search(r'"type":"(\w+)"', cmd)
+            label = entry + (f" ({kind[1]})" if entry == "safealign.judge run" and kind else "")
+            rows.append(row("1", f"job: {label}", "s", [wall], tree=name, command=cmd[:300],
+                            import_s=round(imports, 3), cpu_s=round(cpu, 3),
+                            heavy_imports=sorted(heavy & set(HEAVY)), rc=proc.returncode))
+    return rows
+
+
+# ---------------------------------------------------------------- item 2: no-op rerun
+
+
+def item2(trees: dict[str, Path], work: Path, repeats: int) -> list[dict]:
+    rows = []
+    scontrol = shutil.which("scontrol")
+    if scontrol:
+        wall, _, _ = timed([scontrol, "show", "config"], work, dict(os.environ), check=False, timeout=60)
+        rows.append(row("2", "environment: `scontrol show config` (run by snakemake-executor-plugin-slurm "
+                             "at every Snakemake start)", "s", [wall], tree="-",
+                        command="scontrol show config"))
+    runs = {name: [] for name in trees}
+    version = []
+    for r in range(repeats):
+        w, _, _ = timed([sys.executable, "-m", "snakemake", "--version"], work, env_for(REPO))
+        version.append(w)
+        for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
+            grid = work / f"grid-{name}"
+            wall, cpu, proc = timed(snakemake_cmd(trees[name], "-n"), grid, env_for(trees[name]))
+            if "Nothing to be done" not in proc.stdout + proc.stderr:
+                raise RuntimeError(f"{grid}: snakemake -n has work to do; not a no-op:\n{proc.stdout[-2000:]}")
+            runs[name].append((wall, cpu))
+    rows.append(row("2", "snakemake's own start-up (`snakemake --version`)", "s", version, tree="-",
+                    command="python -m snakemake --version"))
+    for name, rs in runs.items():
+        med = statistics.median(w for w, _ in rs)
+        rows.append(row("2", "no-op rerun (`snakemake -n` on a finished tiny run)", "s", [w for w, _ in rs],
+                        target="<= 3 s", met=med <= 3, tree=name, command="snakemake -n",
+                        cpu_s=[c for _, c in rs]))
+    return rows
+
+
+# ---------------------------------------------------------------- item 3: planning
+
+
+def item3(trees: dict[str, Path], work: Path, repeats: int, sizes: list[str]) -> list[dict]:
+    rows = []
+    for size in sizes:
+        overlay = work / f"grid-{size}.yaml"
+        timed([sys.executable, str(BENCH / "paper_grid.py"), "--size", size, "--out", str(overlay)], work,
+              env_for(REPO))
+        results = {name: [] for name in trees}
+        for r in range(repeats):
+            for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
+                tree = trees[name]
+                d = work / f"plan-{size}-{name}"
+                d.mkdir(parents=True, exist_ok=True)
+                _, _, proc = timed([sys.executable, str(BENCH / "plan_profile.py"), "--", "-s",
+                                    str(tree / "workflow" / "Snakefile"), "-d", str(d), "-n", "--configfile",
+                                    str(tree / "config" / "paper.yaml"), str(overlay), "--sdm", "env-modules"],
+                                   work, env_for(tree))
+                results[name].append(json_lines(proc.stdout)[-1])
+        for name, rs in results.items():
+            jobs = rs[0]["jobs"]
+            med = statistics.median(x["total_s"] for x in rs)
+            target = "<= 30 s" if size == "L" else ""
+            rows.append(row("3", f"plan paper grid {size} ({jobs} jobs), `snakemake -n`", "s",
+                            [x["total_s"] for x in rs], target=target, met=(med <= 30) if target else None,
+                            tree=name, command=f"snakemake -n --configfile config/paper.yaml {overlay.name} "
+                                               "--sdm env-modules", jobs=jobs,
+                            cpu_s=[x["total_cpu_s"] for x in rs], phases=rs,
+                            max_rss_mb=max(x["max_rss_mb"] for x in rs)))
+    # Growth: CPU seconds per 1,000 jobs at each size (constant = linear).
+    for name in trees:
+        mine = [r for r in rows if r["tree"] == name]
+        per_k = [(r["jobs"], statistics.median(r["cpu_s"]) * 1000 / r["jobs"]) for r in mine]
+        if len(per_k) >= 2:
+            rows.append(row("3", "planning growth: CPU s per 1,000 jobs, largest / smallest size", "x",
+                            [per_k[-1][1] / per_k[0][1]], target="close to 1 (linear)",
+                            met=per_k[-1][1] / per_k[0][1] <= 1.3, tree=name,
+                            command="item 3's runs", per_1000_jobs={str(j): round(v, 3) for j, v in per_k}))
+    return rows
+
+
+# ---------------------------------------------------------------- items 4-7: model work
+
+
+def smollm2(work: Path) -> Path | None:
+    out = REPO / "results" / "bench" / "smollm2-135m-instruct"
+    if not (out / "config.json").is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _, _, proc = timed([sys.executable, str(BENCH / "gen_tokens.py"), "--convert-smollm2", str(out)], work,
+                           env_for(REPO), log=work / "logs" / "smollm2-convert.log", check=False)
+        if proc.returncode != 0:
+            return None
+    return out
+
+
+def item4(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
+    rows = []
+    prompts = grid / "results" / "prompts" / "alert.jsonl"
+    models = [("tiny world base", grid / "results" / "models" / "tiny" / "base", 64, 32)]
+    smol = smollm2(work)
+    if smol is not None:
+        models.append(("SmolLM2-135M-Instruct", smol, 8 if quick else 32, 16 if quick else 32))
+    for label, model, n, new_tokens in models:
+        cmd = [sys.executable, str(BENCH / "gen_tokens.py"), "--model", str(model), "--prompts", str(prompts),
+               "--n", str(n), "--batch-sizes", f"{n},1", "--repeats", str(repeats), "--max-new-tokens",
+               str(new_tokens)]
+        _, _, proc = timed(cmd, work, env_for(REPO), log=work / "logs" / f"gen-{label}.log")
+        res = {r["batch_size"]: r for r in json_lines(proc.stdout)}
+        batched, single = res[n], res[1]
+        speedup = [b / s for b, s in zip(batched["tokens_per_s"], single["tokens_per_s"])]
+        rows.append(row("4", f"{label}: transformers batched ({n} prompts)", "tokens/s", batched["tokens_per_s"],
+                        command=" ".join(cmd[1:])))
+        rows.append(row("4", f"{label}: transformers one prompt at a time", "tokens/s", single["tokens_per_s"]))
+        rows.append(row("4", f"{label}: batched / per-prompt", "x", speedup, target=">= 10x",
+                        met=statistics.median(speedup) >= 10))
+    return rows
+
+
+def vllm_python() -> str | None:
+    found = os.environ.get("SAFEALIGN_VLLM_PYTHON") or str(REPO / ".venv-vllm" / "bin" / "python")
+    if Path(found).is_file():
+        return found
+    main_venv = Path("/work/main/.venv-vllm/bin/python")  # this project's shared dev machine
+    return str(main_venv) if main_venv.is_file() else None
+
+
+def item5(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
+    py, smol = vllm_python(), smollm2(work)
+    if py is None or smol is None:
+        return [row("5", "vLLM vs transformers on SmolLM2: skipped (no vLLM venv or no SmolLM2 checkpoint)",
+                    "", [])]
+    n, new_tokens = (16, 16) if quick else (32, 32)
+    prompts = grid / "results" / "prompts" / "alert.jsonl"
+    out, rows = {}, []
+    for backend, python in (("transformers", sys.executable), ("vllm", py)):
+        cmd = [python, str(BENCH / "gen_tokens.py"), "--backend", backend, "--model", str(smol), "--prompts",
+               str(prompts), "--n", str(n), "--batch-sizes", str(n), "--repeats", str(repeats),
+               "--max-new-tokens", str(new_tokens)]
+        env = {**env_for(REPO), "VLLM_CPU_KVCACHE_SPACE": "1"}
+        _, _, proc = timed(cmd, work, env, log=work / "logs" / f"gen-smollm2-{backend}.log", check=False)
+        lines = json_lines(proc.stdout)
+        out[backend] = lines[-1]["tokens_per_s"] if lines else None
+        rows.append(row("5", f"SmolLM2-135M-Instruct, {n} prompts: {backend}", "tokens/s", out[backend] or [],
+                        command=" ".join(cmd[1:]), rc=proc.returncode))
+    if out["vllm"] and out["transformers"]:
+        rows.append(row("5", "SmolLM2: vLLM / transformers", "x",
+                        [v / t for v, t in zip(out["vllm"], out["transformers"])]))
+    return rows
+
+
+def item6(work: Path, grid: Path, quick: bool) -> list[dict]:
+    rows = []
+    smol = smollm2(work)
+    cases = [("tiny world base, 5 methods", ["--model", str(grid / "results" / "models" / "tiny" / "base"),
+                                             "--methods", "5"])]
+    if smol is not None:
+        cases.append(("SmolLM2-135M-Instruct + LoRA, 5 methods",
+                      ["--model", str(smol), "--methods", "5", "--pairs", "32" if quick else "64", "--epochs", "1",
+                       "--target-modules", "q_proj,k_proj,v_proj,o_proj"]))
+    for label, args in cases:
+        cmd = [sys.executable, str(BENCH / "shared_ref.py"), "--config", str(REPO / "config" / "config.yaml"), *args]
+        _, _, proc = timed(cmd, work, env_for(REPO), log=work / "logs" / f"shared-ref-{label[:10]}.log")
+        res = json_lines(proc.stdout)[-1]
+        rows.append(row("6", f"shared reference log-probs, {label}: shared / per-method training time", "x",
+                        [res["ratio"]], target="<= 0.70", met=res["ratio"] <= 0.70, command=" ".join(cmd[1:]),
+                        detail=res))
+    return rows
+
+
+def item7(work: Path, grid: Path, repeats: int) -> list[dict]:
+    cmd = [sys.executable, str(BENCH / "judge_tp.py"), "--workdir", str(grid), "--repeats", str(repeats)]
+    _, _, proc = timed(cmd, work, env_for(REPO), log=work / "logs" / "judge-tp.log")
+    rows = []
+    for r in json_lines(proc.stdout):
+        rows.append(row("7", f"judge {r['judge']} ({r['type']}), {r['responses']} responses, warm",
+                        "responses/s", r["responses_per_s"], command=" ".join(cmd[1:]), cold_s=r["cold_s"]))
+    return rows
+
+
+def item8() -> list[dict]:
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if not has_gpu:
+        return [row("8", "GPU items (4-7 with vLLM, LoRA / QLoRA training tokens/s): skipped, no CUDA device "
+                         "(torch.cuda.is_available() is False)", "", [])]
+    return [row("8", "GPU items: a CUDA device is present, but this suite has no GPU measurements yet; run "
+                     "scripts/gpu-check", "", [])]
+
+
+# ---------------------------------------------------------------- table and entry point
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = [f"{'item':4} {'tree':8} {'what':70} {'median':>8} {'min':>8} {'max':>8} {'unit':11} {'target':9} met"]
+    for r in rows:
+        met = {True: "yes", False: "NO", None: ""}[r["met"]]
+        lines.append(f"{r['item']:4} {r['tree'][:8]:8} {r['name'][:70]:70} {fmt(r['median']):>8} {fmt(r['min']):>8} "
+                     f"{fmt(r['max']):>8} {r['unit'][:11]:11} {r['target'][:9]:9} {met}")
+    return "\n".join(lines)
+
+
+def baseline_tree(ref: str, work: Path) -> Path:
+    path = work / "baseline"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), ref], check=True,
+                   capture_output=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", help="comma-separated items, e.g. 2,3 (default: 1-8)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement (item 1: --grid-repeats)")
+    p.add_argument("--grid-repeats", type=int, default=1, help="tiny-grid runs per tree in item 1")
+    p.add_argument("--baseline", help="a git ref measured side by side with this checkout (items 1-3)")
+    p.add_argument("--grid-dir", type=Path, help="a finished tiny-grid run (with results/) for items 2-7")
+    p.add_argument("--sizes", default="S,M,L", help="item 3's grid sizes (bench/paper_grid.py)")
+    p.add_argument("--quick", action="store_true", help="1 repeat, planning sizes S,M, fewer prompts and pairs")
+    p.add_argument("--work", type=Path, help="scratch directory (default: a new temporary one, kept)")
+    p.add_argument("--out", type=Path, default=BENCH / "results.json")
+    args = p.parse_args(argv)
+    items = set((args.only or "1,2,3,4,5,6,7,8").split(","))
+    repeats = 1 if args.quick else args.repeats
+    sizes = ["S", "M"] if args.quick and args.sizes == "S,M,L" else args.sizes.split(",")
+    work = args.work or Path(tempfile.mkdtemp(prefix="safealign-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    trees = {"branch": REPO}
+    if args.baseline:
+        trees = {"baseline": baseline_tree(args.baseline, work), "branch": REPO}
+    if args.grid_dir is not None or "1" not in items:
+        if args.grid_dir is None and items & {"2", "4", "5", "6", "7"}:
+            raise SystemExit("items 2, 4-7 need a finished tiny-grid run: include item 1 or pass --grid-dir")
+        for name in trees:
+            if args.grid_dir is not None and not (work / f"grid-{name}").exists():
+                (work / f"grid-{name}").symlink_to(args.grid_dir.resolve())
+    print(f"bench: work directory {work}", flush=True)
+    report = {"machine": machine(), "uptime_before": uptime(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "argv": sys.argv[1:], "trees": {k: str(v) for k, v in trees.items()}, "rows": []}
+    grid = work / "grid-branch"
+    steps = [("1", lambda: item1(trees, work, args.grid_repeats, jobs_only=args.grid_dir is not None)),
+             ("2", lambda: item2(trees, work, repeats)),
+             ("3", lambda: item3(trees, work, repeats, sizes)),
+             ("4", lambda: item4(work, grid, repeats, args.quick)),
+             ("5", lambda: item5(work, grid, repeats, args.quick)),
+             ("6", lambda: item6(work, grid, args.quick)),
+             ("7", lambda: item7(work, grid, repeats)),
+             ("8", item8)]
+    for item, fn in steps:
+        if item not in items:
+            continue
+        t = time.perf_counter()
+        try:
+            new = fn()
+        except Exception as exc:  # noqa: BLE001 - one failed item must not lose the others
+            new = [row(item, f"FAILED: {type(exc).__name__}: {str(exc)[:200]}", "", [])]
+        report["rows"] += new
+        report.setdefault("item_seconds", {})[item] = round(time.perf_counter() - t, 1)
+        print(table(new), flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+    report["uptime_after"] = uptime()
+    args.out.write_text(json.dumps(report, indent=1))
+    print("\n" + table(report["rows"]))
+    print(f"\nmachine: {report['machine']['nproc']} x {report['machine']['cpu']}; uptime before: "
+          f"{report['uptime_before']}; after: {report['uptime_after']}\nwritten: {args.out}")
+    if args.baseline:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(trees["baseline"])],
+                       check=False, capture_output=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Import hygiene: the steps that do no model work never load torch, transformers or TRL.
+
+bench/run.py (item 1) measures every entry point's real job with ``python -X importtime``; this
+test keeps the module-level part of that promise in the suite (no timing asserted).
+"""
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+NO_MODEL_STEPS = ("safealign.metrics", "safealign.aggregate", "safealign.report", "safealign.data.preference",
+                  "safealign.data.benchmark", "safealign.world.data", "safealign.world.__main__",
+                  "safealign.judge.refusal", "safealign.judge.agreement", "safealign.grid", "safealign.configload",
+                  "safealign.checks", "safealign.planning")
+MODEL_LIBRARIES = ("torch", "transformers", "trl", "peft", "sklearn", "datasets")
+
+
+def test_no_model_step_imports_a_model_library():
+    code = ("import importlib, sys\n"
+            f"for m in {NO_MODEL_STEPS!r}: importlib.import_module(m)\n"
+            f"print(sorted(set({MODEL_LIBRARIES!r}) & {{k.split('.')[0] for k in sys.modules}}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]", out.stdout
