@@ -9,6 +9,7 @@ from safealign import report as report_spec
 from safealign.cli import export_source_path
 from safealign.checks import check_config
 from safealign.generate import serving
+from safealign.data.onpolicy import ARMS as ONPOLICY_ARMS, KINDS as ONPOLICY_KINDS
 
 export_source_path(SRC)
 check_config(config)
@@ -182,9 +183,83 @@ def judgment_files(judge):
 
 def p_preference(wildcards):
     spec = dict(config["preference_data"])
-    spec["source"] = resolve_source(spec["source"])
+    if spec.get("source"):
+        spec["source"] = resolve_source(spec["source"])
+    if spec.get("on_policy"):
+        # The generations are inputs; the pairs depend only on them and the judge's rule.
+        spec["on_policy"] = {"model": spec["on_policy"]["model"]}
     spec["offline"] = config["offline"]
     return grid.canonical(spec)
+
+
+def onpolicy_spec():
+    return config["preference_data"].get("on_policy")
+
+
+def onpolicy_generation_files():
+    return [f"{R}/data/onpolicy/generations/{arm}.jsonl" for arm in ONPOLICY_ARMS]
+
+
+def preference_inputs(wildcards):
+    """The pairs' source file, the on-policy generations and every evaluation prompt file (no
+    pair may share a prompt with them)."""
+    spec = config["preference_data"]
+    return {
+        "source": source_input(spec["source"]) if spec.get("source") else [],
+        "onpolicy": onpolicy_generation_files() if onpolicy_spec() else [],
+        "exclude": [f"{R}/prompts/{b}.jsonl" for b in BENCHMARKS],
+    }
+
+
+def onpolicy_source_files(wildcards):
+    spec = onpolicy_spec()
+    return [f for k in ONPOLICY_KINDS for f in source_input(spec[k]["source"])]
+
+
+def p_onpolicy_prompts(wildcards):
+    spec = onpolicy_spec()
+    return grid.canonical(
+        {
+            **{
+                k: {**spec[k], "source": resolve_source(spec[k]["source"])}
+                for k in ONPOLICY_KINDS
+            },
+            "offline": config["offline"],
+        }
+    )
+
+
+def onpolicy_model_input(wildcards):
+    return model_input(onpolicy_spec()["model"])
+
+
+def p_onpolicy_generate(wildcards):
+    """The base model's generation on the held-apart prompts, one arm per (kind, system prompt),
+    in ONPOLICY_ARMS order."""
+    spec = onpolicy_spec()
+    gen = {
+        k: v for k, v in config["generation"].items() if k not in serving.SERVING_KEYS
+    }
+    gen.update(spec.get("generation") or {})
+    arms = [
+        {
+            "name": arm,
+            "system_prompt": (
+                spec["refusal_system_prompt"] if arm.endswith("_refuse") else None
+            ),
+            "user_template": "{prompt}",
+            "generation": gen,
+        }
+        for arm in ONPOLICY_ARMS
+    ]
+    return grid.canonical(
+        {
+            "model": model_ref(spec["model"]),
+            "benchmarks": arms,
+            "serving": serving.serving_plan(config, spec["model"], {}),
+            "offline": config["offline"],
+        }
+    )
 
 
 def p_benchmark(wildcards):
