@@ -245,7 +245,10 @@ def p_onpolicy_generate(wildcards):
         {
             "name": arm,
             "system_prompt": (
-                spec["refusal_system_prompt"] if arm.endswith("_refuse") else None
+                spec.get("refusal_system_prompt") if arm.endswith("_refuse") else None
+            ),
+            "response_prefix": (
+                spec.get("refusal_prefix") if arm.endswith("_refuse") else None
             ),
             "user_template": "{prompt}",
             "generation": gen,

@@ -25,6 +25,7 @@ LOADER_ONLY = {
     "attack_types": ("alert_constructed",),
     "attacks_per_prompt": ("alert_constructed",),
     "n_per_category": ("alert", "alert_adversarial", "alert_constructed"),
+    "n": ("rtp", "alpaca", "xstest"),
 }
 ATTACK_NAMES = ("suffix_injection", "prefix_injection", "token_manipulation", "jailbreaking")
 
@@ -243,6 +244,10 @@ def check_config(config: dict[str, Any]) -> None:
     if pref.get("on_policy") and pref["on_policy"]["model"] not in config["models"]:
         _err(f"config.preference_data.on_policy.model must be one of config.models {list(config['models'])}, "
              f"got {pref['on_policy']['model']!r}")
+    on_policy = pref.get("on_policy") or {}
+    if on_policy and not (on_policy.get("refusal_system_prompt") or on_policy.get("refusal_prefix")):
+        _err("config.preference_data.on_policy needs refusal_system_prompt or refusal_prefix (or both): "
+             "without either, the refusal arm is the plain arm")
     if not global_parts(config):
         print("safealign: WARNING no config.benchmarks.<name>.global_safety is true: "
               "no global safety score is computed", file=sys.stderr)
