@@ -5,7 +5,8 @@ Three steps, each a workflow rule (``rules/data.smk``):
 1. ``onpolicy_prompts`` (:func:`prepare_prompts`): held-apart prompts. Harmful ones from an ALERT
    source and benign ones from an Alpaca-style source, each sampled by a seeded hash after
    dropping every prompt that occurs (normalised, see :func:`norm`) in an evaluation benchmark's
-   prompt file: training never sees an evaluation prompt.
+   prompt file (training never sees an evaluation prompt) and every prompt longer than
+   ``max_prompt_chars`` (TRL drops a pair whose prompt alone fills ``max_length``).
 2. ``onpolicy_generate``: the base model answers every prompt twice through
    ``python -m safealign.generate`` (the workflow's generation code and backend): once with
    ``on_policy.refusal_system_prompt`` (a system turn that tells it to refuse) and once as the
@@ -61,8 +62,11 @@ def prepare_prompts(params: dict[str, Any], exclude: list[str]) -> dict[str, lis
         spec = params[kind]
         records = loader(spec["source"])
         kept, seen = [], set()
+        limit = spec.get("max_prompt_chars")
         for r in records:  # ALERT repeats some prompts under other ids: keep the first
             key = norm(r["prompt"])
+            if limit and len(r["prompt"]) > limit:
+                continue
             if key not in banned and key not in seen:
                 seen.add(key)
                 kept.append(r)
