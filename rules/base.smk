@@ -1,4 +1,5 @@
-# The tiny world's models, built from scratch: base policy, safety judge, toxicity classifier.
+# Base models and judges the workflow builds: the tiny world's (from scratch: base policy, safety
+# judge, toxicity classifier) and package models (a GGUF file in an installed wheel, converted).
 
 
 rule world_base_model:
@@ -11,6 +12,8 @@ rule world_base_model:
         f"{R}/logs/models/{{model}}/base.log",
     benchmark:
         f"{R}/benchmarks_tsv/models/{{model}}/base.tsv"
+    wildcard_constraints:
+        model=models_with("world"),
     conda:
         "../envs/train.yaml"
     threads: threads_of("world_model")
@@ -21,6 +24,32 @@ rule world_base_model:
     shell:
         "OMP_NUM_THREADS={threads} python -m safealign.world base --params {params.cfg:q} --corpus {input} --out {output.model} "
         "--stats {output.stats} > {log} 2>&1"
+
+
+# A GGUF model shipped in an installed package (models.<m>.package), dequantized into a float32
+# safetensors checkpoint that later rules load as a local path model (src/safealign/package_model.py).
+rule package_model:
+    input:
+        gguf=package_gguf,
+    output:
+        model=directory(f"{R}/models/{{model}}/base"),
+        provenance=f"{R}/models/{{model}}/base.json",
+    log:
+        f"{R}/logs/models/{{model}}/base.log",
+    benchmark:
+        f"{R}/benchmarks_tsv/models/{{model}}/base.tsv"
+    wildcard_constraints:
+        model=models_with("package"),
+    conda:
+        "../envs/train.yaml"
+    threads: threads_of("package_model")
+    resources:
+        **res("package_model"),
+    params:
+        cfg=p_package_model,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m safealign.package_model --params {params.cfg:q} --gguf {input.gguf:q} "
+        "--out {output.model} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule world_judge_model:

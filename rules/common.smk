@@ -5,6 +5,7 @@ import os
 # SRC (the package's directory, set in workflow/Snakefile) reaches every job through PYTHONPATH
 # (local, or re-parsed on a Slurm node), whatever conda env the job uses.
 from safealign import grid
+from safealign import package_model
 from safealign import report as report_spec
 from safealign.cli import export_source_path
 from safealign.checks import check_config
@@ -99,14 +100,32 @@ def source_input(source):
 
 
 def model_ref(model):
+    """A world or package model is the directory its rule builds (rules/base.smk)."""
     spec = config["models"][model]
-    if "world" in spec:
+    if "world" in spec or "package" in spec:
         return {"path": f"{R}/models/{model}/base"}
     return {k: spec[k] for k in ("hub", "revision", "path", "gguf_file") if k in spec}
 
 
 def model_input(model):
-    return [f"{R}/models/{model}/base"] if "world" in config["models"][model] else []
+    spec = config["models"][model]
+    return [f"{R}/models/{model}/base"] if "world" in spec or "package" in spec else []
+
+
+def models_with(key):
+    """Wildcard regex of the models whose spec holds `key` (world / package), so exactly one
+    rule of rules/base.smk builds each model's `base` directory."""
+    names = [m for m, spec in config["models"].items() if key in spec]
+    return grid.wildcard_regex(names) if names else "(?!)"
+
+
+def package_located(model):
+    spec = config["models"][model]
+    return package_model.locate(spec["package"], f"config.models.{model}.package")
+
+
+def package_gguf(wildcards):
+    return str(package_located(wildcards.model).path)
 
 
 def judge_ref(judge):
@@ -135,6 +154,17 @@ def p_world(wildcards):
 def p_world_model(wildcards):
     return grid.canonical(
         {**config["models"][wildcards.model]["world"], "offline": config["offline"]}
+    )
+
+
+def p_package_model(wildcards):
+    return grid.canonical(
+        {
+            "package": config["models"][wildcards.model]["package"],
+            # The wheel's own hash of the file; the job checks the file against it.
+            "record_sha256": package_located(wildcards.model).record_sha256,
+            "offline": config["offline"],
+        }
     )
 
 

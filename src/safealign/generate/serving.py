@@ -92,12 +92,23 @@ def _config_architecture(path: str | None) -> str | None:
 
 def detected_architecture(spec: dict[str, Any]) -> str | None:
     """The architecture a model spec loads, where the plan can know it without network and
-    without depending on what a cache happens to hold: the tiny world's, or a local directory's
-    config.json. A hub model's is unknown unless ``models.<name>.architecture`` declares it."""
+    without depending on what a cache happens to hold: the tiny world's, a local directory's
+    config.json, or a package model's GGUF metadata. A hub model's is unknown unless
+    ``models.<name>.architecture`` declares it."""
     if "world" in spec:
         return WORLD_ARCHITECTURE
     if "path" in spec:
         return _config_architecture(str(Path(spec["path"]) / "config.json"))
+    if "package" in spec:
+        # The converted checkpoint's class, known from the GGUF metadata before the conversion
+        # runs (safealign.package_model), so the plan does not change once it has run.
+        from .. import package_model
+
+        try:
+            located = package_model.locate(spec["package"], "")
+        except package_model.PackageModelError:
+            return None  # reported at parse time (configload)
+        return package_model.architecture(package_model.gguf_model_config(located.path))
     return None
 
 
