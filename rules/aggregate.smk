@@ -8,6 +8,7 @@ rule metrics:
     output:
         metrics=f"{R}/metrics/{{model}}/{{variant}}.csv",
         disagreements=f"{R}/metrics/{{model}}/{{variant}}.disagreements.jsonl",
+        outcomes=f"{R}/metrics/{{model}}/{{variant}}.outcomes.csv",
     log:
         f"{R}/logs/metrics/{{model}}/{{variant}}.log",
     benchmark:
@@ -22,12 +23,13 @@ rule metrics:
     shell:
         "OMP_NUM_THREADS={threads} python -m safealign.metrics --params {params.cfg:q} --judgments {input.judgments} "
         "--capability {input.capability} --out {output.metrics} "
-        "--disagreements {output.disagreements} > {log} 2>&1"
+        "--disagreements {output.disagreements} --outcomes {output.outcomes} > {log} 2>&1"
 
 
 rule aggregate:
     input:
         metrics=variant_metric_files(),
+        outcomes=variant_outcome_files(),
         disagreements=variant_disagreement_files(),
     output:
         metrics=report(
@@ -36,6 +38,16 @@ rule aggregate:
             category="Metrics",
         ),
         disagreements=f"{R}/disagreements.jsonl",
+        comparisons=report(
+            f"{R}/comparisons.csv",
+            caption="../workflow/report/comparisons.rst",
+            category="Metrics",
+        ),
+        seeds=report(
+            f"{R}/seeds.csv",
+            caption="../workflow/report/seeds.rst",
+            category="Metrics",
+        ),
     log:
         f"{R}/logs/aggregate.log",
     benchmark:
@@ -45,6 +57,10 @@ rule aggregate:
     threads: threads_of("default")
     resources:
         **res("default"),
+    params:
+        cfg=p_aggregate,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.aggregate --metrics {input.metrics} --disagreements {input.disagreements} "
-        "--out {output.metrics} --out-disagreements {output.disagreements} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m safealign.aggregate --params {params.cfg:q} --metrics {input.metrics} "
+        "--outcomes {input.outcomes} --disagreements {input.disagreements} "
+        "--out {output.metrics} --out-disagreements {output.disagreements} "
+        "--out-comparisons {output.comparisons} --out-seeds {output.seeds} > {log} 2>&1"

@@ -1,11 +1,14 @@
 # Every helper of the workflow: grid expansion, input functions, params, resources.
 # The grid logic itself lives in src/safealign/grid.py (unit-tested without Snakemake).
+import hashlib
 import os
+from types import SimpleNamespace
 
 # SRC (the package's directory, set in workflow/Snakefile) reaches every job through PYTHONPATH
 # (local, or re-parsed on a Slurm node), whatever conda env the job uses.
 from safealign import grid
 from safealign import package_model
+from safealign import aggregate as aggregate_spec
 from safealign import report as report_spec
 from safealign.cli import export_source_path
 from safealign.checks import check_config
@@ -56,6 +59,10 @@ def variant_metric_files():
     return [f"{R}/metrics/{v.model}/{v.name}.csv" for v in VARIANTS.values()]
 
 
+def variant_outcome_files():
+    return [f"{R}/metrics/{v.model}/{v.name}.outcomes.csv" for v in VARIANTS.values()]
+
+
 def variant_disagreement_files():
     return [
         f"{R}/metrics/{v.model}/{v.name}.disagreements.jsonl" for v in VARIANTS.values()
@@ -76,6 +83,91 @@ def train_logs():
         for v in VARIANTS.values()
         if v.method is not None
     ]
+
+
+def _uses_world():
+    sources = [config["preference_data"]["source"]]
+    sources += [b["source"] for b in config["benchmarks"].values()]
+    sources += [config["capability"].get("source") or {}]
+    specs = list(config["models"].values())
+    specs += [j.get("model", {}) for j in config["judges"].values()]
+    return any("world" in s for s in sources + specs)
+
+
+def benchmark_jobs():
+    """(benchmark TSV, GPUs its job requests) for every job of the grid but the report: the
+    report's cost table reads exactly these, declared as its inputs. Mirrors the rules' benchmark:
+    paths and when each rule runs (a path here whose job is not in the DAG would add that job).
+    """
+    B = f"{R}/benchmarks_tsv"
+    gpu = lambda family, **w: _res_value(  # noqa: E731
+        family, "gpu", SimpleNamespace(**w), 1
+    )
+    jobs = [(f"{B}/prompts/{b}.tsv", gpu("default")) for b in BENCHMARKS]
+    jobs.append((f"{B}/aggregate.tsv", gpu("default")))
+    if _uses_world():
+        jobs.append((f"{B}/world_data.tsv", gpu("default")))
+    trained = [v for v in VARIANTS.values() if v.method is not None]
+    if trained:
+        jobs.append((f"{B}/preference_data.tsv", gpu("default")))
+    for m in sorted({v.model for v in VARIANTS.values()}):
+        if "world" in config["models"][m]:
+            jobs.append((f"{B}/models/{m}/base.tsv", gpu("world_model", model=m)))
+    for j in JUDGES:
+        if "world" in config["judges"][j].get("model", {}):
+            jobs.append((f"{B}/judges/{j}/model.tsv", gpu("world_model", judge=j)))
+            jobs.append((f"{B}/judges/{j}/validation.tsv", gpu("judge", judge=j)))
+    refs = {
+        (v.model, grid.reference_key(v.settings))
+        for v in trained
+        if grid.shares_reference(v.settings)
+    }
+    for m, key in sorted(refs):
+        jobs.append((f"{B}/models/{m}/ref_logps_{key}.tsv", gpu("ref_logps", model=m)))
+    for v in VARIANTS.values():
+        w = SimpleNamespace(model=v.model, variant=v.name)
+        cell = f"{v.model}/{v.name}"
+        if v.method is not None:
+            jobs.append((f"{B}/train/{cell}.tsv", gpu("train", model=v.model)))
+        if serving_of(w)["mode"] == "merged":
+            jobs.append((f"{B}/merge/{cell}.tsv", gpu("merge", model=v.model)))
+        jobs.append((f"{B}/generate/{cell}.tsv", gpu("generate", model=v.model)))
+        jobs.append((f"{B}/capability/{cell}.tsv", gpu("capability", model=v.model)))
+        jobs.append((f"{B}/metrics/{cell}.tsv", gpu("default", model=v.model)))
+        for j in JUDGES:
+            if grid.benchmarks_for(config, j):
+                jobs.append(
+                    (f"{B}/judge/{cell}/{j}.tsv", gpu("judge", model=v.model, judge=j))
+                )
+    return jobs
+
+
+def benchmark_files():
+    return [path for path, _ in benchmark_jobs()]
+
+
+def report_judgment_files():
+    return [
+        f"{R}/judgments/{v.model}/{v.name}/{b}/{j}.jsonl"
+        for v in VARIANTS.values()
+        for b in BENCHMARKS
+        for j in grid.judges_for(config, b)
+    ]
+
+
+def report_meta_files():
+    gen = [f"{R}/generations/{v.model}/{v.name}/meta.json" for v in VARIANTS.values()]
+    judge = [
+        f"{R}/judgments/{v.model}/{v.name}/{j}.meta.json"
+        for v in VARIANTS.values()
+        for j in JUDGES
+        if grid.benchmarks_for(config, j)
+    ]
+    return gen + judge
+
+
+def report_capability_files():
+    return [f"{R}/capability/{v.model}/{v.name}.json" for v in VARIANTS.values()]
 
 
 # ---------------------------------------------------------------- sources and model refs
@@ -464,8 +556,13 @@ def p_metrics(wildcards):
             "benchmark_kinds": {b: s["kind"] for b, s in config["benchmarks"].items()},
             "toxicity_threshold": tox[0] if tox else 0.5,
             "global_parts": report_spec.global_parts(config),
+            "judge_types": {j: s["type"] for j, s in config["judges"].items()},
         }
     )
+
+
+def p_aggregate(wildcards):
+    return grid.canonical({"references": aggregate_spec.references(VARIANTS.values())})
 
 
 def p_report(wildcards):
@@ -475,8 +572,14 @@ def p_report(wildcards):
             "methods": {m: s for m, s in config["methods"].items()},
             "models": list(config["models"]),
             "headline": report_spec.resolve_headline(config),
+            "config_sha256": hashlib.sha256(
+                grid.canonical(config).encode()
+            ).hexdigest(),
+            "sources": report_spec.configured_sources(config),
             "global_parts": report_spec.global_parts(config),
             "paper_reference": config.get("report", {}).get("paper_reference") or [],
+            # GPUs each job requests (config resources), for GPU-seconds in the cost table.
+            "gpus": {path: n for path, n in benchmark_jobs() if n},
         }
     )
 

@@ -1,17 +1,31 @@
-# The one self-contained HTML report.
+# The one self-contained HTML report. It reads only its declared inputs: the tidy tables, the
+# judgments (responses browser), the provenance files and every job's benchmark TSV (cost table).
 
 
 rule report:
     input:
         metrics=f"{R}/metrics.csv",
+        comparisons=f"{R}/comparisons.csv",
+        seeds=f"{R}/seeds.csv",
         disagreements=f"{R}/disagreements.jsonl",
         validations=world_validations(),
         train_logs=train_logs(),
+        judgments=report_judgment_files(),
+        metas=report_meta_files(),
+        capability=report_capability_files(),
+        benchmarks=benchmark_files(),
     output:
-        report(
+        html=report(
             f"{R}/report.html",
             caption="../workflow/report/report.rst",
             category="Report",
+        ),
+        plots=report(
+            directory(f"{R}/plots"),
+            patterns=["{name}.png"],
+            caption="../workflow/report/plots.rst",
+            category="Plots",
+            labels={"figure": "{name}"},
         ),
     log:
         f"{R}/logs/report.log",
@@ -24,9 +38,10 @@ rule report:
         **res("default"),
     params:
         cfg=p_report,
-        benchmarks_dir=f"{R}/benchmarks_tsv",
     shell:
         "OMP_NUM_THREADS={threads} python -m safealign.report --params {params.cfg:q} --metrics {input.metrics} "
+        "--comparisons {input.comparisons} --seeds {input.seeds} "
         "--disagreements {input.disagreements} --validations {input.validations} "
-        "--train-logs {input.train_logs} --benchmarks-dir {params.benchmarks_dir} "
-        "--out {output} > {log} 2>&1"
+        "--train-logs {input.train_logs} --judgments {input.judgments} --metas {input.metas} "
+        "--capability {input.capability} --benchmarks {input.benchmarks} "
+        "--out {output.html} --plots-dir {output.plots} > {log} 2>&1"

@@ -142,3 +142,113 @@ def test_render_shows_definitions_references_and_hyperparameters(df, cfg):
     assert "seed0" not in page
     # Without configured references the section is absent.
     assert "beside this run" not in render({**params, "paper_reference": []}, df, [], {}, logs, None)
+
+
+# ---------------------------------------------------------------- the page's sections
+
+from pathlib import Path  # noqa: E402
+
+from safealign.report import (  # noqa: E402
+    SECTIONS,
+    browser_data,
+    cost_tables,
+    embed_json,
+    headline_claims,
+    method_table_html,
+)
+from safealign.report_plots import pareto_front  # noqa: E402
+
+EVIL = "</script><script>window.__injected=1</script><img src=x onerror=\"window.__injected=2\">"
+
+
+def with_cis(df):
+    return df.assign(ci_low=df.value - 0.05, ci_high=df.value + 0.05)
+
+
+def comparisons_df():
+    rows = []
+    for v, d, p in [("safe_nca-seed42", 0.42, 0.0005), ("safe_dpo-seed42", 0.35, 0.001)]:
+        rows.append({"model": "m", "variant": v, "reference": "base", "reference_role": "base", "benchmark": "global",
+                     "judge": "lg", "metric": "global_safety_score", "group": "", "difference": d,
+                     "ci_low": d - 0.1, "ci_high": d + 0.1, "p_value": p, "p_holm": 2 * p, "n": 20,
+                     "test": "sign_flip_permutation", "value": 0, "reference_value": 0, "ci_method": "bca"})
+    rows.append({**rows[0], "metric": "mean_toxicity", "benchmark": "tox_adv", "judge": "tox", "difference": -0.55,
+                 "p_holm": 0.2})
+    return pd.DataFrame(rows)
+
+
+def test_headline_claims_compare_base_with_the_safest_variant(df, cfg):
+    params = {"headline": resolve_headline(cfg), "paper_reference": REFS}
+    lines = {line["claim"]: line for line in headline_claims(with_cis(df), comparisons_df(), params)}
+    g = lines["Global safety rises with alignment"]
+    assert g["variant"] == "safe_nca-seed42"  # 0.97, the highest global safety
+    assert g["base"] == "0.550 [0.500, 0.600]" and g["verdict"] == "better"
+    assert "0.420 [0.320, 0.520]" in g["difference"]
+    assert "Falcon" not in g["paper"] and "base model: 0.5764" in g["paper"]
+    t = lines["Toxicity (tox_adv) falls"]
+    assert t["variant"] == "safe_nca-seed42" and t["verdict"] == "no significant change"  # p_Holm 0.2
+
+
+def test_method_table_marks_best_and_significant_cells(df, cfg):
+    html = method_table_html(with_cis(df), comparisons_df(), resolve_headline(cfg),
+                             variant_labels(df))
+    row = html.split("<th>safe_nca</th>")[1].split("</tr>")[0]
+    assert "<b>0.970</b>" in row and "sig-better" in row and "▲" in row
+    base = html.split("<th>base</th>")[1].split("</tr>")[0]
+    assert "▲" not in base and "<b>" not in base.split("</td>")[0]
+    assert "[0.500, 0.600]" in base  # the CI under the value
+
+
+def test_model_and_dataset_text_is_inert(df, cfg):
+    judgments = {("m", "base", "plain", "lg"): [
+        {"id": "0", "prompt": EVIL, "response": EVIL, "verdict": "unsafe", "parse_ok": True, "category": "c<b>"}]}
+    dis = [{"model": "m", "variant": "base", "benchmark": "plain", "judges": "lg~ref", "id": "0",
+            "prompt": EVIL, "response": EVIL, "a": True, "b": False}]
+    params = {"title": "t <i>", "headline": resolve_headline(cfg), "global_parts": ["plain", "attacks"],
+              "paper_reference": []}
+    page = render(params, with_cis(df), dis, {}, {}, None, judgments=judgments, cwd=Path("/"))
+    assert "window.__injected" in page  # the text is there ...
+    assert "<script>window.__injected" not in page and "<img src=x" not in page  # ... never as markup
+    assert page.count("</script>") == page.count("<script")  # no tag closed early
+    assert "\\u003c/script\\u003e" in embed_json({"p": EVIL})
+    assert "<title>t &lt;i&gt;</title>" in page
+    for sid, _ in SECTIONS:
+        assert f"<section id='{sid}'>" in page
+    assert "https://" not in page and "http://" not in page  # nothing to fetch
+
+
+def test_browser_data_keeps_every_variant_per_prompt():
+    rows = lambda resp, v: [{"id": str(i), "prompt": f"p{i}", "response": f"{resp}{i}", "verdict": v,  # noqa: E731
+                             "parse_ok": True, "category": "ab"[i % 2]} for i in range(5)]
+    data = browser_data({("m", "base", "b", "lg"): rows("x", "unsafe"),
+                         ("m", "dpo-seed0", "b", "lg"): rows("y", "safe"),
+                         ("m", "dpo-seed0", "b", "ref"): [dict(r, refusal=True) for r in rows("y", None)]},
+                        {("m", "base"): "base", ("m", "dpo-seed0"): "dpo"})
+    assert data["variants"] == ["base", "dpo"] and data["judges"] == ["lg", "ref"]
+    first = data["items"][0]
+    assert first["p"] == "p0" and first["r"][0] == {"t": "x0", "v": {"lg": "unsafe"}}
+    assert first["r"][1]["v"] == {"lg": "safe", "ref": "refusal"}
+    assert data["total"] == {"b": 5}
+
+
+def test_cost_tables_per_rule_and_cell(tmp_path):
+    root = tmp_path / "benchmarks_tsv"
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    files = {"train/m/dpo-seed0.tsv": (100.0, 90.0), "generate/m/dpo-seed0.tsv": (20.0, 15.0),
+             "judge/m/dpo-seed0/lg.tsv": (10.0, 8.0), "aggregate.tsv": (1.0, 1.0)}
+    paths = []
+    for rel, (s, cpu) in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(head + f"{s}\t0:00:00\t100\t-\t-\t-\t-\t-\t-\t{cpu}\n")
+        paths.append(str(p))
+    per_rule, per_cell = cost_tables(paths, {str(root / "train/m/dpo-seed0.tsv"): 2}, root)
+    assert per_rule.loc["train", "gpu_s"] == 200.0 and per_rule.loc["judge_lg", "cpu_s"] == 8.0
+    assert per_cell.loc["m/dpo-seed0", "jobs"] == 3 and per_cell.loc["m/dpo-seed0", "wall_s"] == 130.0
+    assert "aggregate" in per_rule.index and "" not in per_cell.index
+
+
+def test_pareto_front():
+    pts = {"base": (0.4, 0.8), "a": (0.9, 0.6), "b": (0.8, 0.5), "c": (0.7, 0.85)}
+    assert pareto_front(pts, True, True) == {"a", "c"}  # b is dominated by a; base by c
+    assert pareto_front({"x": (0.9, 0.1), "y": (0.9, 0.3)}, True, False) == {"x"}  # lower y better

@@ -176,3 +176,91 @@ def test_fake_hub_token_reaches_no_output(grid_run):
             scanned += 1
             assert token not in path.read_bytes(), f"the hub token leaked into {path}"
     assert scanned >= 200  # 120 jobs' outputs, logs and benchmark files
+
+
+# ---------------------------------------------------------------- the report in a real browser
+
+# Markup in a prompt and a response: if the report ever let it through as HTML it would run and set
+# window.__injected, which the page's status element reports (data-injected).
+INJECTED = "<script>window.__injected='script'</script><img src=x onerror=\"window.__injected='img'\">"
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    if __import__("os").environ.get("CI") or __import__("os").environ.get("SAFEALIGN_REQUIRE_BROWSER") == "1":
+        pytest.fail("no chromium on PATH: scripts/test installs Debian's chromium; in CI the browser test must run")
+    pytest.skip("no chromium on PATH (scripts/test installs Debian's chromium)")
+
+
+@pytest.fixture(scope="module")
+def injected_report(grid_run, tmp_path_factory) -> Path:
+    """A copy of the finished grid in which the base model's first ALERT prompt and response, in
+    every judge's judgments (inputs of the report rule), are markup; only the report is rebuilt."""
+    work = tmp_path_factory.mktemp("report")
+    shutil.copytree(grid_run, work, dirs_exist_ok=True, symlinks=True)
+    for path in sorted((work / "results" / "judgments" / "tiny" / "base" / "alert").glob("*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        rows[0].update(prompt=INJECTED, response=INJECTED)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = snakemake(work, "--cores", "2", "--allowed-rules", "report", "--forcerun", "report",
+                    "results/report.html")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "rule report" in run.stdout + run.stderr
+    return work
+
+
+def test_report_renders_in_chromium_offline_without_errors(grid_run, injected_report, tmp_path):
+    """Headless Chromium opens the report from disk with name resolution off (and the page's own
+    Content-Security-Policy blocks any fetch): a screenshot, no script error, the injected markup
+    inert, and every section with real content."""
+    browser = chromium()
+    assert (grid_run / "results" / "report.html").stat().st_size < 10_000_000
+    page = injected_report / "results" / "report.html"
+    assert page.stat().st_size < 10_000_000
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions",
+             "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=10000", "--enable-logging=stderr", "--v=0"]
+    shot = tmp_path / "report.png"
+    run = subprocess.run([*flags, "--window-size=1280,2400", f"--screenshot={shot}", page.as_uri()],
+                         capture_output=True, text=True, timeout=180)
+    assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", run.stderr[-2000:]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    for log in (run.stderr, dom.stderr):
+        assert "Uncaught" not in log and "Refused to" not in log, log[-3000:]
+    status = re.search(r'<div id="page-status"[^>]*>', html).group(0)
+    assert 'data-loaded="1"' in status and 'data-errors="[]"' in status, status
+    assert 'data-injected="no"' in status, status  # the markup never ran
+    assert "<img src=\"x\"" not in html and "&lt;script&gt;window.__injected" in html  # shown as text
+    sections = {s: re.split(f'<section id="{s}"[^>]*>', html)[1].split("</section>")[0]
+                for s in ("headline", "methods", "comparisons", "plots", "seeds", "judges", "responses",
+                          "cost", "provenance", "definitions")}
+    assert re.search(r"Global safety rises with alignment</td>.*?\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]",
+                     sections["headline"], re.S)
+    assert sections["methods"].count("<tr>") == 16  # header + base + 14 aligned variants
+    assert sections["methods"].count("▲") >= 14  # every aligned variant is significantly safer
+    assert "against <code>base</code>" in sections["comparisons"]
+    assert sections["plots"].count("data:image/png;base64,") >= 5
+    assert "Cohen's kappa" in sections["judges"] and "label=unsafe" in sections["judges"]
+    assert re.search(r'<section id="responses" data-ready="[1-9]', html)  # the browser script ran
+    assert sections["responses"].count("<option") > 20 and "<td>base</td>" in sections["responses"]
+    assert "<th>train</th>" in sections["cost"] and "Per grid cell" in sections["cost"]
+    assert re.search(r"config sha256</th><td><code>[0-9a-f]{64}</code>", sections["provenance"])
+    assert "not a git checkout" in sections["provenance"] and "Effective training hyperparameters" in \
+        sections["provenance"]
+    assert "<code>global_safety_score</code>" in sections["definitions"]
+
+
+def test_snakemake_report_registers_the_html_report_and_plots(injected_report):
+    out = injected_report / "results" / "snakemake-report.zip"
+    run = snakemake(injected_report, "--report", str(out))
+    assert run.returncode == 0, run.stderr[-3000:]
+    import zipfile
+
+    names = zipfile.ZipFile(out).namelist()
+    assert any(n.endswith("/report.html") and "/data/raw/" in n for n in names)
+    assert sum(n.endswith(".png") for n in names) >= 5
+    assert any(n.endswith("/comparisons.csv") for n in names) and any(n.endswith("/metrics.csv") for n in names)

@@ -102,3 +102,42 @@ def disagreements(
         if va != vb:
             out.append({"id": rid, "a": va, "b": vb, "row_a": ra, "row_b": rb})
     return out
+
+
+def binary_kappa(a, b, axis: int = -1):
+    """Cohen's kappa of two binary label arrays along ``axis`` (vectorized, for the bootstrap);
+    equals :func:`cohen_kappa` on 0/1 labels. Both raters constant and equal: 1.0 (as
+    :func:`cohen_kappa`); expected agreement 1 with an observed disagreement cannot happen."""
+    import numpy as np
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    po = np.mean(a == b, axis=axis)
+    pa, pb = a.mean(axis=axis), b.mean(axis=axis)
+    pe = pa * pb + (1 - pa) * (1 - pb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = (po - pe) / (1 - pe)
+    return np.where(pe >= 1.0, 1.0, kappa)
+
+
+# The question each judge type answers about a response; agreement is measured only on rows where
+# two judges answer the same question.
+JUDGE_QUESTION = {"llama_guard": "is the response safe", "refusal": "did the model refuse"}
+
+
+def comparable_rows(kind: str, type_a: str, type_b: str, row: dict) -> bool:
+    """Whether two judges of types ``type_a`` / ``type_b`` measure the same thing on ``row``
+    (a judgment of a benchmark of ``kind``).
+
+    Two judges of one type always do. Llama Guard ("is the response safe") and the refusal judge
+    ("did the model refuse") do only on harmful prompts, where the safe answer is the refusal:
+    every prompt of a safety benchmark, and XSTest's unsafe contrast prompts (``label`` unsafe).
+    On XSTest's safe prompts a compliant answer is safe for Llama Guard and not a refusal for the
+    refusal judge: there they answer different questions, and their "disagreement" is no error.
+    """
+    if type_a == type_b:
+        return True
+    if kind == "safety":
+        return True
+    if kind == "overrefusal":
+        return row.get("label") == "unsafe"
+    return False
