@@ -86,7 +86,9 @@ def train_logs():
 
 
 def _uses_world():
-    sources = [config["preference_data"]["source"]]
+    sources = [config["preference_data"].get("source") or {}]
+    on_policy = config["preference_data"].get("on_policy") or {}
+    sources += [on_policy[k]["source"] for k in ONPOLICY_KINDS if k in on_policy]
     sources += [b["source"] for b in config["benchmarks"].values()]
     sources += [config["capability"].get("source") or {}]
     specs = list(config["models"].values())
@@ -110,9 +112,15 @@ def benchmark_jobs():
     trained = [v for v in VARIANTS.values() if v.method is not None]
     if trained:
         jobs.append((f"{B}/preference_data.tsv", gpu("default")))
+        if onpolicy_spec():
+            m = onpolicy_spec()["model"]
+            jobs.append((f"{B}/onpolicy_prompts.tsv", gpu("default")))
+            jobs.append((f"{B}/onpolicy_generate.tsv", gpu("generate", model=m)))
     for m in sorted({v.model for v in VARIANTS.values()}):
         if "world" in config["models"][m]:
             jobs.append((f"{B}/models/{m}/base.tsv", gpu("world_model", model=m)))
+        elif "package" in config["models"][m]:
+            jobs.append((f"{B}/models/{m}/base.tsv", gpu("package_model", model=m)))
     for j in JUDGES:
         if "world" in config["judges"][j].get("model", {}):
             jobs.append((f"{B}/judges/{j}/model.tsv", gpu("world_model", judge=j)))
