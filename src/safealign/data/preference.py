@@ -197,7 +197,7 @@ def prepare(params: dict[str, Any], out: str, onpolicy: list[str] | None = None,
     if schema not in SCHEMAS:
         raise ValueError(f"config.preference_data.schema must be one of {list(SCHEMAS)}, got {schema!r}")
     pairs: list[dict[str, Any]] = []
-    where = "preference_data"
+    where, rows = "preference_data", []
     if params.get("source"):
         where = describe_source(params["source"], "preference_data")
         rows = read_source(params["source"], what="preference_data", default_split="train")
@@ -216,8 +216,9 @@ def prepare(params: dict[str, Any], out: str, onpolicy: list[str] | None = None,
         pairs = sorted(random.Random(params.get("seed", 0)).sample(pairs, min(len(pairs), params["max_pairs"])),
                        key=lambda r: r["id"])
     if not pairs:
-        raise ValueError(f"{where}: no usable pairs (every row was dropped: the safer response flagged "
-                         "unsafe, both responses equal, or no prompt had both a refusal and a compliance)")
+        raise ValueError(f"{where}: no usable pairs in {len(rows)} row(s) (every row was dropped: the safer "
+                         "response flagged unsafe, both responses equal, or no on-policy prompt had both a "
+                         "refusal and a compliance)")
     check_disjoint(pairs, exclude or [])
     return io.write_jsonl(out, pairs)
 
