@@ -42,7 +42,7 @@ def smol_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("smol")
     work = copy_project(root / "project")
     (root / "shared").symlink_to(SHARED_DATA.parent, target_is_directory=True)
-    run = snakemake(work, "--cores", "2", "--configfile", "tests/configs/smol-smoke.yaml", timeout=1200)
+    run = snakemake(work, "--cores", "2", "--configfile", "tests/configs/smol-smoke.yaml", timeout=3000)
     (work / "snakemake.out").write_text(run.stdout + run.stderr)
     assert run.returncode == 0, run.stderr[-5000:]
     return work
