@@ -332,12 +332,15 @@ def onpolicy_generation_files():
 
 def preference_inputs(wildcards):
     """The pairs' source file, the on-policy generations and every evaluation prompt file (no
-    pair may share a prompt with them)."""
+    pair may share a prompt with them). The tiny world asserts that itself when it builds its
+    files, so its pairs do not wait on (and retrain after) every benchmark's prompt file."""
     spec = config["preference_data"]
+    source = spec.get("source") or {}
+    world_only = "world" in source and not onpolicy_spec()
     return {
-        "source": source_input(spec["source"]) if spec.get("source") else [],
+        "source": source_input(source) if source else [],
         "onpolicy": onpolicy_generation_files() if onpolicy_spec() else [],
-        "exclude": [f"{R}/prompts/{b}.jsonl" for b in BENCHMARKS],
+        "exclude": [] if world_only else [f"{R}/prompts/{b}.jsonl" for b in BENCHMARKS],
     }
 
 
