@@ -52,10 +52,12 @@ def test_the_chain_runs_end_to_end_on_the_real_model(smol_run):
     res = smol_run / "results"
     assert not json.loads((res / "models/smol/base/config.json").read_text()).get("quantization_config")
     df = pd.read_csv(res / "metrics.csv")
-    got = df[(df.judge == "refusal") & (df.metric == "safety_score")]
-    assert set(got.variant) == {"base", "safe_dpo-seed0"}
-    assert set(got.benchmark) == {"alert", "alert_adversarial", "xstest"}
-    assert {"over_refusal_rate", "unsafe_refusal_rate", "global_safety_score"} <= set(df.metric)
+    top = df[(df.judge == "refusal") & df.group.isna()]
+    for variant in ("base", "safe_dpo-seed0"):
+        got = {(r.benchmark, r.metric): r.n for r in top[top.variant == variant].itertuples()}
+        assert got[("alert", "safety_score")] == got[("alert_adversarial", "safety_score")] == 32
+        assert got[("xstest", "over_refusal_rate")] == got[("xstest", "unsafe_refusal_rate")] == 3
+        assert ("global", "global_safety_score") in got
     assert (res / "report.html").stat().st_size > 0
     train = json.loads((res / "models/smol/safe_dpo-seed0/train.json").read_text())
     assert train["effective_hyperparameters"]["max_steps"] == 2
