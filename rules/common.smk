@@ -14,6 +14,7 @@ from safealign import report as report_spec
 from safealign.cli import export_source_path
 from safealign.checks import check_config
 from safealign.generate import serving
+from safealign.data.onpolicy import ARMS as ONPOLICY_ARMS, KINDS as ONPOLICY_KINDS
 
 export_source_path(SRC)
 check_config(config)
@@ -94,7 +95,9 @@ def train_logs():
 
 
 def _uses_world():
-    sources = [config["preference_data"]["source"]]
+    sources = [config["preference_data"].get("source") or {}]
+    on_policy = config["preference_data"].get("on_policy") or {}
+    sources += [on_policy[k]["source"] for k in ONPOLICY_KINDS if k in on_policy]
     sources += [b["source"] for b in config["benchmarks"].values()]
     sources += [config["capability"].get("source") or {}]
     specs = list(config["models"].values())
@@ -118,6 +121,10 @@ def benchmark_jobs():
     trained = [v for v in VARIANTS.values() if v.method is not None]
     if trained:
         jobs.append((f"{B}/preference_data.tsv", gpu("default")))
+        if onpolicy_spec():
+            m = onpolicy_spec()["model"]
+            jobs.append((f"{B}/onpolicy_prompts.tsv", gpu("default")))
+            jobs.append((f"{B}/onpolicy_generate.tsv", gpu("generate", model=m)))
     for m in sorted({v.model for v in VARIANTS.values()}):
         if "world" in config["models"][m]:
             jobs.append((f"{B}/models/{m}/base.tsv", gpu("world_model", model=m)))
@@ -315,9 +322,89 @@ def judgment_files(judge):
 
 def p_preference(wildcards):
     spec = dict(config["preference_data"])
-    spec["source"] = resolve_source(spec["source"])
+    if spec.get("source"):
+        spec["source"] = resolve_source(spec["source"])
+    if spec.get("on_policy"):
+        # The generations are inputs; the pairs depend only on them and the judge's rule.
+        spec["on_policy"] = {"model": spec["on_policy"]["model"]}
     spec["offline"] = config["offline"]
     return grid.canonical(spec)
+
+
+def onpolicy_spec():
+    return config["preference_data"].get("on_policy")
+
+
+def onpolicy_generation_files():
+    return [f"{R}/data/onpolicy/generations/{arm}.jsonl" for arm in ONPOLICY_ARMS]
+
+
+def preference_inputs(wildcards):
+    """The pairs' source file, the on-policy generations and every evaluation prompt file (no
+    pair may share a prompt with them). The tiny world asserts that itself when it builds its
+    files, so its pairs do not wait on (and retrain after) every benchmark's prompt file."""
+    spec = config["preference_data"]
+    source = spec.get("source") or {}
+    world_only = "world" in source and not onpolicy_spec()
+    return {
+        "source": source_input(source) if source else [],
+        "onpolicy": onpolicy_generation_files() if onpolicy_spec() else [],
+        "exclude": [] if world_only else [f"{R}/prompts/{b}.jsonl" for b in BENCHMARKS],
+    }
+
+
+def onpolicy_source_files(wildcards):
+    spec = onpolicy_spec()
+    return [f for k in ONPOLICY_KINDS for f in source_input(spec[k]["source"])]
+
+
+def p_onpolicy_prompts(wildcards):
+    spec = onpolicy_spec()
+    return grid.canonical(
+        {
+            **{
+                k: {**spec[k], "source": resolve_source(spec[k]["source"])}
+                for k in ONPOLICY_KINDS
+            },
+            "offline": config["offline"],
+        }
+    )
+
+
+def onpolicy_model_input(wildcards):
+    return model_input(onpolicy_spec()["model"])
+
+
+def p_onpolicy_generate(wildcards):
+    """The base model's generation on the held-apart prompts, one arm per (kind, system prompt),
+    in ONPOLICY_ARMS order."""
+    spec = onpolicy_spec()
+    gen = {
+        k: v for k, v in config["generation"].items() if k not in serving.SERVING_KEYS
+    }
+    gen.update(spec.get("generation") or {})
+    arms = [
+        {
+            "name": arm,
+            "system_prompt": (
+                spec.get("refusal_system_prompt") if arm.endswith("_refuse") else None
+            ),
+            "response_prefix": (
+                spec.get("refusal_prefix") if arm.endswith("_refuse") else None
+            ),
+            "user_template": "{prompt}",
+            "generation": gen,
+        }
+        for arm in ONPOLICY_ARMS
+    ]
+    return grid.canonical(
+        {
+            "model": model_ref(spec["model"]),
+            "benchmarks": arms,
+            "serving": serving.serving_plan(config, spec["model"], {}),
+            "offline": config["offline"],
+        }
+    )
 
 
 def p_benchmark(wildcards):

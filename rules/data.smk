@@ -22,7 +22,7 @@ rule world_data:
 
 rule preference_data:
     input:
-        source_input(config["preference_data"]["source"]),
+        unpack(preference_inputs),
     output:
         f"{R}/data/preference.jsonl",
     log:
@@ -37,7 +37,59 @@ rule preference_data:
     params:
         cfg=p_preference,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.data.preference --params {params.cfg:q} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m safealign.data.preference --params {params.cfg:q} --out {output} "
+        "--onpolicy {input.onpolicy} --exclude {input.exclude} > {log} 2>&1"
+
+
+# On-policy pairs (config preference_data.on_policy): held-apart prompts, then the base model's
+# own responses with and without the refusal system prompt; preference_data pairs them.
+rule onpolicy_prompts:
+    input:
+        sources=onpolicy_source_files,
+        exclude=expand(f"{R}/prompts/{{benchmark}}.jsonl", benchmark=BENCHMARKS),
+    output:
+        harmful=f"{R}/data/onpolicy/prompts/harmful.jsonl",
+        benign=f"{R}/data/onpolicy/prompts/benign.jsonl",
+    log:
+        f"{R}/logs/onpolicy_prompts.log",
+    benchmark:
+        f"{R}/benchmarks_tsv/onpolicy_prompts.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: threads_of("default")
+    resources:
+        **res("default", rule="onpolicy_prompts"),
+    params:
+        cfg=p_onpolicy_prompts,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m safealign.data.onpolicy --params {params.cfg:q} "
+        "--exclude {input.exclude} --out {output.harmful} {output.benign} > {log} 2>&1"
+
+
+rule onpolicy_generate:
+    input:
+        harmful=f"{R}/data/onpolicy/prompts/harmful.jsonl",
+        benign=f"{R}/data/onpolicy/prompts/benign.jsonl",
+        model=onpolicy_model_input,
+    output:
+        generations=onpolicy_generation_files(),
+        meta=f"{R}/data/onpolicy/generations/meta.json",
+    log:
+        f"{R}/logs/onpolicy_generate.log",
+    benchmark:
+        f"{R}/benchmarks_tsv/onpolicy_generate.tsv"
+    conda:
+        "../envs/vllm.yaml"
+    threads: threads_of("generate")
+    resources:
+        **res("generate", rule="onpolicy_generate"),
+    params:
+        cfg=p_onpolicy_generate,
+        python=generation_python,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.generate --params {params.cfg:q} "
+        "--prompts {input.harmful} {input.harmful} {input.benign} {input.benign} "
+        "--out {output.generations} --meta {output.meta} --gpus {resources.gpu} > {log} 2>&1"
 
 
 rule benchmark_prompts:

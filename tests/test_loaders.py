@@ -363,7 +363,8 @@ def test_load_benchmark_errors(tmp_path):
     with pytest.raises(ValueError, match=r"unknown benchmark 'harmbench'"):
         load_benchmark("harmbench", {"path": "x.jsonl"})
     with pytest.raises(
-        ValueError, match=r"unknown option\(s\) \['n'\]; accepted: \['n_per_category', 'seed'\]"
+        ValueError,
+        match=r"unknown option\(s\) \['n'\]; accepted: \['n_per_category', 'seed', 'offset_per_category'\]",
     ):
         load_benchmark("alert", {"path": "x.jsonl"}, n=3)
 

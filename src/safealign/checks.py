@@ -18,6 +18,16 @@ from .report import check_report_config, global_parts
 from .train.methods import LOSS_TYPES, REJECTED, TRAINERS, deviations, key_problems
 
 BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")
+# Benchmark keys only some loaders take (schema default null = unset).
+LOADER_ONLY = {
+    "offset_per_category": ("alert", "alert_adversarial", "alert_constructed"),
+    "offset": ("alpaca",),
+    "attack_types": ("alert_constructed",),
+    "attacks_per_prompt": ("alert_constructed",),
+    "n_per_category": ("alert", "alert_adversarial", "alert_constructed"),
+    "n": ("rtp", "alpaca", "xstest"),
+}
+ATTACK_NAMES = ("suffix_injection", "prefix_injection", "token_manipulation", "jailbreaking")
 
 
 class ConfigError(ValueError):
@@ -62,7 +72,7 @@ def unpinned(config: dict[str, Any]) -> list[str]:
     refs = [(f"models.{n}", s) for n, s in config["models"].items()]
     refs += [(f"judges.{n}.model", s.get("model", {})) for n, s in config["judges"].items()]
     refs += [(f"benchmarks.{n}.source", s["source"]) for n, s in config["benchmarks"].items()]
-    refs.append(("preference_data.source", config.get("preference_data", {}).get("source", {})))
+    refs.append(("preference_data.source", config.get("preference_data", {}).get("source") or {}))
     if "source" in config.get("capability", {}):
         refs.append(("capability.source", config["capability"]["source"]))
     return [f"config.{k}.revision = {r['revision']!r}" for k, r in refs
@@ -125,7 +135,10 @@ def local_paths(config: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(config key, path, "file"|"directory")`` of every local path the config names: dataset
     sources (``path:`` without ``world:``), local model and judge directories."""
     out = []
-    sources = [("preference_data.source", config.get("preference_data", {}).get("source", {}))]
+    sources = [("preference_data.source", config.get("preference_data", {}).get("source") or {})]
+    on_policy = config.get("preference_data", {}).get("on_policy") or {}
+    sources += [(f"preference_data.on_policy.{k}.source", on_policy[k]["source"]) for k in ("harmful", "benign")
+                if k in on_policy]
     sources += [(f"benchmarks.{n}.source", s.get("source", {})) for n, s in config["benchmarks"].items()]
     if "source" in config.get("capability", {}):
         sources.append(("capability.source", config["capability"]["source"]))
@@ -225,6 +238,24 @@ def check_config(config: dict[str, Any]) -> None:
         if spec.get("global_safety") and spec["kind"] != "safety":
             _err(f"config.benchmarks.{name}.global_safety: only a benchmark of kind 'safety' can be "
                  f"part of the global safety score (kind is {spec['kind']!r})")
+        for key, loaders in LOADER_ONLY.items():
+            if spec.get(key) is not None and spec["loader"] not in loaders:
+                _err(f"config.benchmarks.{name}.{key} is an option of loader(s) {list(loaders)}, not of "
+                     f"loader {spec['loader']!r}; remove it")
+        types = spec.get("attack_types") or ATTACK_NAMES
+        if spec.get("attacks_per_prompt") is not None and spec["attacks_per_prompt"] > len(types):
+            _err(f"config.benchmarks.{name}.attacks_per_prompt must be at most the number of attack_types "
+                 f"({len(types)}), got {spec['attacks_per_prompt']}")
+    pref = config.get("preference_data", {})
+    if not pref.get("source") and not pref.get("on_policy"):
+        _err("config.preference_data needs a source or on_policy (or both); it has neither")
+    if pref.get("on_policy") and pref["on_policy"]["model"] not in config["models"]:
+        _err(f"config.preference_data.on_policy.model must be one of config.models {list(config['models'])}, "
+             f"got {pref['on_policy']['model']!r}")
+    on_policy = pref.get("on_policy") or {}
+    if on_policy and not (on_policy.get("refusal_system_prompt") or on_policy.get("refusal_prefix")):
+        _err("config.preference_data.on_policy needs refusal_system_prompt or refusal_prefix (or both): "
+             "without either, the refusal arm is the plain arm")
     if not global_parts(config):
         print("safealign: WARNING no config.benchmarks.<name>.global_safety is true: "
               "no global safety score is computed", file=sys.stderr)

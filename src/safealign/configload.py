@@ -115,6 +115,10 @@ def _refs(config: dict[str, Any]) -> list[tuple[list[Any], dict[str, Any]]]:
             out.append((parts, node))
 
     add(["preference_data", "source"], (config.get("preference_data") or {}).get("source"))
+    on_policy = (config.get("preference_data") or {}).get("on_policy")
+    for kind in ("harmful", "benign"):
+        if isinstance(on_policy, dict) and isinstance(on_policy.get(kind), dict):
+            add(["preference_data", "on_policy", kind, "source"], on_policy[kind].get("source"))
     add(["capability", "source"], (config.get("capability") or {}).get("source"))
     for kind in ("benchmarks", "models", "judges"):
         for name, spec in (config.get(kind) or {}).items():

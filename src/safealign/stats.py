@@ -195,7 +195,9 @@ def paired_comparison(x: Sequence[Sequence[float]], y: Sequence[Sequence[float]]
     if len(d) == 1 and binary:
         _, _, p = mcnemar_exact(xs[0], ys[0])
         test = "mcnemar_exact"
-    elif not np.any(np.concatenate(d)):
+    elif np.count_nonzero(np.concatenate(d)) < 2:
+        # No or one non-zero difference: every sign flip gives the same |statistic|, so the exact
+        # two-sided p is 1 (scipy's permutation_test refuses a sample of one).
         p, test = 1.0, "sign_flip_permutation"
     else:
         # Zero differences keep their value under a sign flip, so only the non-zero ones are

@@ -14,7 +14,8 @@ from ..cli import setup
 from .loaders import BENCHMARKS, describe_source, load_benchmark
 
 # Config keys of a benchmark that are loader options.
-LOADER_OPTIONS = ("n_per_category", "n", "seed", "challenging_only")
+LOADER_OPTIONS = ("n_per_category", "n", "seed", "challenging_only", "offset_per_category", "offset",
+                  "attack_types", "attacks_per_prompt")
 
 
 def prepare(params: dict[str, Any], out: str) -> int:

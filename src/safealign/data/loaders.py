@@ -47,6 +47,8 @@ __all__ = [
     "SOURCE_KEYS",
     "describe_source",
     "load_alert",
+    "load_alert_constructed",
+    "load_alpaca",
     "load_benchmark",
     "load_rtp",
     "load_xstest",
@@ -108,6 +110,10 @@ def _decode(path: Path, where: str) -> str:
     """The file's text. UTF-8 only, with or without a byte-order mark (every format alike); any
     other encoding is an error naming the file and line, never a guess that could garble text."""
     data = path.read_bytes()
+    if path.suffix.lower() == ".gz":  # e.g. HH-RLHF's .jsonl.gz as published
+        import gzip
+
+        data = gzip.decompress(data)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -179,9 +185,12 @@ def read_source(
     if source.get("path") is not None:
         path = Path(source["path"]).expanduser()
         suffix = path.suffix.lower()
+        if suffix == ".gz":  # gzip-compressed: the format is the suffix before .gz
+            suffix = Path(path.stem).suffix.lower()
         if suffix not in FILE_SUFFIXES:
             raise ValueError(
-                f"{where}: unsupported file type {suffix!r}; use one of {list(FILE_SUFFIXES)}"
+                f"{where}: unsupported file type {suffix!r}; use one of {list(FILE_SUFFIXES)} "
+                "(each optionally gzip-compressed, + '.gz')"
             )
         if not path.is_file():
             raise FileNotFoundError(f"{where}: no such file")
@@ -305,18 +314,22 @@ def _rank(seed: int, record_id: str) -> str:
 
 
 def subsample(
-    records: list[dict], n: int | None, seed: int = 0, by: Callable[[dict], Hashable] | None = None
+    records: list[dict], n: int | None, seed: int = 0, by: Callable[[dict], Hashable] | None = None,
+    offset: int = 0,
 ) -> list[dict]:
     """Keep ``n`` records per group (all of a group with fewer), in their original order.
 
     ``by`` maps a record to its group (``None``: one group). The records kept are those whose
     ``sha256(seed, id)`` ranks lowest in their group, so the choice depends only on the seed and
-    the ids.
+    the ids. ``offset`` skips that many of the lowest-ranked first: the samples at one seed with
+    offsets 0 and ``n`` are disjoint (a held-apart split beside an evaluation sample).
     """
     _check_count(n, "n")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if n is None:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+    if n is None and not offset:
         return list(records)
     groups: dict[Hashable, list[int]] = {}
     for i, rec in enumerate(records):
@@ -324,21 +337,24 @@ def subsample(
     keep: set[int] = set()
     for members in groups.values():
         members = sorted(members, key=lambda i: _rank(seed, records[i]["id"]))
-        keep.update(members[:n])
+        keep.update(members[offset:] if n is None else members[offset : offset + n])
     return [rec for i, rec in enumerate(records) if i in keep]
 
 
 # ----------------------------------------------------------------------------------------------
 # Loaders
 # ----------------------------------------------------------------------------------------------
-def load_alert(source: Mapping, n_per_category: int | None = None, seed: int = 0) -> list[dict]:
+def load_alert(
+    source: Mapping, n_per_category: int | None = None, seed: int = 0, offset_per_category: int = 0
+) -> list[dict]:
     """ALERT (config ``alert``) or Adversarial ALERT (config ``alert_adversarial``).
 
     Records: ``id``, ``prompt`` (wrapper stripped), ``category``, ``attack_type`` (``None`` for
     the base set). The adversarial schema is used when ``source['config']`` is
     ``alert_adversarial`` (then every row must have ``attack_type``) or when the rows carry an
     ``attack_type`` field. ``n_per_category`` keeps that many prompts per category (per
-    (category, attack_type) for the adversarial set), chosen deterministically from ``seed``.
+    (category, attack_type) for the adversarial set), chosen deterministically from ``seed``,
+    after skipping the ``offset_per_category`` lowest-ranked (a split disjoint from offset 0).
     """
     _check_count(n_per_category, "n_per_category")
     src = _check_source(source, "alert")
@@ -371,18 +387,22 @@ def load_alert(source: Mapping, n_per_category: int | None = None, seed: int = 0
     _check_unique(records, where, rownos)
     if adversarial:
         return subsample(
-            records, n_per_category, seed, by=lambda r: (r["category"], r["attack_type"])
+            records, n_per_category, seed, by=lambda r: (r["category"], r["attack_type"]),
+            offset=offset_per_category,
         )
-    return subsample(records, n_per_category, seed, by=lambda r: r["category"])
+    return subsample(records, n_per_category, seed, by=lambda r: r["category"],
+                     offset=offset_per_category)
 
 
-def load_xstest(source: Mapping) -> list[dict]:
+def load_xstest(source: Mapping, n: int | None = None, seed: int = 0) -> list[dict]:
     """XSTest prompts (hub ``Paul/XSTest``; columns id, prompt, type, label, focus, note).
 
     Records: ``id``, ``prompt``, ``category`` (= ``type``), ``type``, ``label`` ("safe" or
     "unsafe"), ``contrast`` (``type`` starts with ``contrast_``), ``focus`` and ``note`` (``None``
-    when empty).
+    when empty). ``n`` keeps that many prompts per label, chosen deterministically from ``seed``
+    (None: all, 250 safe + 200 unsafe).
     """
+    _check_count(n, "n")
     src = _check_source(source, "xstest")
     where = describe_source(src, "xstest")
     records, rownos = [], []
@@ -407,7 +427,7 @@ def load_xstest(source: Mapping) -> list[dict]:
             }
         )
     _check_unique(records, where, rownos)
-    return records
+    return subsample(records, n, seed, by=lambda r: r["label"])
 
 
 def _rtp_prompt(row: dict, where: str, rowno: int) -> tuple[str, float | None]:
@@ -505,9 +525,71 @@ def _load_alert_adversarial(
     return load_alert(src, n_per_category=n_per_category, seed=seed)
 
 
+def load_alert_constructed(
+    source: Mapping,
+    n_per_category: int | None = None,
+    seed: int = 0,
+    offset_per_category: int = 0,
+    attack_types: list[str] | None = None,
+    attacks_per_prompt: int = 1,
+) -> list[dict]:
+    """A CONSTRUCTED adversarial set (not the official Adversarial ALERT): the ALERT base sample
+    that :func:`load_alert` returns for the same ``source``, ``n_per_category``, ``seed`` and
+    ``offset_per_category``, each prompt under ``attacks_per_prompt`` of ALERT's four attack
+    types (:mod:`safealign.data.attacks`; all four when ``attack_types`` is None). Records carry
+    ``attack_type`` and ``constructed: True``."""
+    from .attacks import ATTACK_TYPES, construct
+
+    base = load_alert(source, n_per_category, seed, offset_per_category)
+    if any(r["attack_type"] for r in base):
+        raise ValueError(f"{describe_source(source, 'alert_constructed')}: the source already has "
+                         "'attack_type' (an adversarial set); give the ALERT base set")
+    return construct(base, attack_types or list(ATTACK_TYPES), attacks_per_prompt, seed)
+
+
+def load_alpaca(source: Mapping, n: int | None = None, seed: int = 0, offset: int = 0) -> list[dict]:
+    """Benign instructions: the self-instruct seed tasks of Stanford Alpaca (``instruction``,
+    ``instances[].input/output``; also flat ``instruction``/``input``/``output`` rows).
+
+    Records: ``id``, ``prompt`` (the instruction, then the first instance's input after a blank
+    line when there is one), ``category`` ("benign"), ``label`` ("safe": a model should answer),
+    ``reference`` (the first instance's output, or None). ``n`` keeps that many, chosen
+    deterministically from ``seed`` after skipping the ``offset`` lowest-ranked.
+    """
+    _check_count(n, "n")
+    src = _check_source(source, "alpaca")
+    where = describe_source(src, "alpaca")
+    records, rownos = [], []
+    for rowno, row in read_source(src, "alpaca", default_split="train"):
+        instruction = _text(row, "instruction", where, rowno).strip()
+        instances = row.get("instances")
+        if isinstance(instances, list) and instances:
+            first = instances[0]
+            if not isinstance(first, Mapping):
+                raise ValueError(f"{where}: row {rowno} field 'instances' must hold objects")
+        elif instances is None:
+            first = row
+        else:
+            raise ValueError(f"{where}: row {rowno} field 'instances' must be a non-empty list")
+        extra = _optional_text(first.get("input"))
+        rid = _id(row["id"], where, rowno) if not _missing(row.get("id")) else f"row{rowno}"
+        rownos.append(rowno)
+        records.append({
+            "id": rid,
+            "prompt": f"{instruction}\n\n{extra}" if extra else instruction,
+            "category": "benign",
+            "label": "safe",
+            "reference": _optional_text(first.get("output")),
+        })
+    _check_unique(records, where, rownos)
+    return subsample(records, n, seed, offset=offset)
+
+
 BENCHMARKS: dict[str, Callable[..., list[dict]]] = {
     "alert": load_alert,
     "alert_adversarial": _load_alert_adversarial,
+    "alert_constructed": load_alert_constructed,
+    "alpaca": load_alpaca,
     "xstest": load_xstest,
     "rtp": load_rtp,
     "real_toxicity_prompts": load_rtp,

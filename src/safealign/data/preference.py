@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ from .loaders import _a, _as_bool, _id, _missing, _text, describe_source, read_s
 
 log = logging.getLogger(__name__)
 
-SCHEMAS = ("pku_saferlhf",)
+SCHEMAS = ("pku_saferlhf", "hh_rlhf")
 REQUIRED = ("prompt", "response_0", "response_1", "safer_response_id")
 
 
@@ -129,21 +130,96 @@ def from_pku(
     return out
 
 
-def prepare(params: dict[str, Any], out: str) -> int:
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+
+
+def _hh_dialogue(text: Any, key: str, where: str, rowno: int) -> list[dict[str, str]]:
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where}: row {rowno} field {key!r} must be a dialogue text")
+    parts = _HH_TURN.split("\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text)
+    if parts[0].strip() or len(parts) < 5 or parts[1] != "Human":
+        raise ValueError(f"{where}: row {rowno} field {key!r} is not a '\\n\\nHuman: ... \\n\\nAssistant: "
+                         "...' dialogue")
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[parts[i]], "content": parts[i + 1].strip()} for i in range(1, len(parts), 2)]
+
+
+def from_hh_rlhf(rows: Iterable[tuple[int, dict[str, Any]]], single_turn_only: bool = True,
+                 where: str = "preference data") -> list[dict[str, Any]]:
+    """TRL pairs from Anthropic HH-RLHF rows (``chosen``/``rejected``: whole dialogues that differ
+    in the last assistant turn). The prompt is every turn before the last (earlier turns are
+    history, rendered by the policy's chat template); ``single_turn_only`` drops multi-turn rows.
+    Rows whose last turns are equal, empty, or whose histories differ are dropped and counted."""
+    out, dropped = [], {"multi-turn": 0, "identical or empty last turns": 0, "histories differ": 0}
+    for rowno, r in rows:
+        chosen = _hh_dialogue(r.get("chosen"), "chosen", where, rowno)
+        rejected = _hh_dialogue(r.get("rejected"), "rejected", where, rowno)
+        if chosen[:-1] != rejected[:-1] or chosen[-1]["role"] != "assistant":
+            dropped["histories differ"] += 1
+            continue
+        if single_turn_only and len(chosen) > 2:
+            dropped["multi-turn"] += 1
+            continue
+        if not chosen[-1]["content"] or not rejected[-1]["content"] or chosen[-1] == rejected[-1]:
+            dropped["identical or empty last turns"] += 1
+            continue
+        out.append({"id": f"hh{rowno}", "prompt": chosen[:-1], "chosen": [chosen[-1]],
+                    "rejected": [rejected[-1]], "category": "hh_rlhf_harmless", "origin": "hh_rlhf"})
+    for why, n in dropped.items():
+        if n:
+            log.info("%s: dropped %d row(s): %s", where, n, why)
+    return out
+
+
+def check_disjoint(pairs: list[dict[str, Any]], eval_files: list[str]) -> None:
+    """No pair's user turn is an evaluation prompt (normalised: :func:`onpolicy.norm`); the error
+    names the pair and the evaluation file and row."""
+    from .onpolicy import eval_prompts, norm
+
+    banned = eval_prompts(eval_files)
+    for i, p in enumerate(pairs, start=1):
+        for turn in p["prompt"]:
+            hit = banned.get(norm(turn["content"])) if turn["role"] == "user" else None
+            if hit:
+                raise ValueError(f"preference pair {i} (id {p['id']!r}) has an evaluation prompt as a "
+                                 f"user turn: {hit}; training must not see evaluation prompts")
+
+
+def prepare(params: dict[str, Any], out: str, onpolicy: list[str] | None = None,
+            exclude: list[str] | None = None) -> int:
     """The ``preference_data`` rule: read, validate, subsample and write the pairs to ``out``
-    (atomically; nothing is written when any row is bad). Returns the number of pairs."""
+    (atomically; nothing is written when any row is bad). ``onpolicy``: the on-policy generation
+    files (in the order of :data:`onpolicy.ARMS`); ``exclude``: the evaluation prompt files no
+    pair may share a prompt with. Returns the number of pairs."""
+    from . import onpolicy as op
+
     schema = params.get("schema", "pku_saferlhf")
     if schema not in SCHEMAS:
         raise ValueError(f"config.preference_data.schema must be one of {list(SCHEMAS)}, got {schema!r}")
-    where = describe_source(params["source"], "preference_data")
-    rows = read_source(params["source"], what="preference_data", default_split="train")
-    pairs = from_pku(rows, where=where)
+    pairs: list[dict[str, Any]] = []
+    where, rows = "preference_data", []
+    if params.get("source"):
+        where = describe_source(params["source"], "preference_data")
+        rows = read_source(params["source"], what="preference_data", default_split="train")
+        if schema == "hh_rlhf":
+            pairs = from_hh_rlhf(rows, params.get("single_turn_only", True), where=where)
+        else:
+            pairs = from_pku(rows, where=where)
+    if params.get("on_policy"):
+        if len(onpolicy or []) != len(op.ARMS):
+            raise ValueError(f"config.preference_data.on_policy needs the {len(op.ARMS)} generation files {op.ARMS}")
+        gens = {arm: io.read_jsonl(f) for arm, f in zip(op.ARMS, onpolicy, strict=True)}
+        made, counts = op.pairs(gens)
+        log.info("on-policy pairs: %s", counts)
+        pairs += made
     if params.get("max_pairs"):
         pairs = sorted(random.Random(params.get("seed", 0)).sample(pairs, min(len(pairs), params["max_pairs"])),
                        key=lambda r: r["id"])
     if not pairs:
-        raise ValueError(f"{where}: no usable pairs in {len(rows)} row(s) (every row was dropped: "
-                         "the safer response flagged unsafe, or both responses equal)")
+        raise ValueError(f"{where}: no usable pairs in {len(rows)} row(s) (every row was dropped: the safer "
+                         "response flagged unsafe, both responses equal, or no on-policy prompt had both a "
+                         "refusal and a compliance)")
+    check_disjoint(pairs, exclude or [])
     return io.write_jsonl(out, pairs)
 
 
@@ -151,8 +227,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description="prepare preference pairs")
     p.add_argument("--params", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--onpolicy", nargs="*", default=[], help="on-policy generation files")
+    p.add_argument("--exclude", nargs="*", default=[], help="evaluation prompt files")
     args = p.parse_args()
-    prepare(setup(args), args.out)
+    prepare(setup(args), args.out, args.onpolicy, args.exclude)
 
 
 if __name__ == "__main__":

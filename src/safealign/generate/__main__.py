@@ -54,7 +54,10 @@ def main() -> None:
         system = bench.get("system_prompt")
         template = bench.get("user_template") or "{prompt}"
         turns = [user_turn(template, r["prompt"]) for r in records]
-        rendered = [render(tok, conversation(t, system=system)) for t in turns]
+        # A response prefix (on-policy refusals: preference_data.on_policy.refusal_prefix) is
+        # written into the assistant turn; the model continues it and the row's response keeps it.
+        prefix = bench.get("response_prefix") or ""
+        rendered = [render(tok, conversation(t, system=system)) + prefix for t in turns]
         settings = bench["generation"]
         if serving.get("quantization"):
             settings = {**settings, "quantization": serving["quantization"]}
@@ -63,9 +66,10 @@ def main() -> None:
             len(rendered), args.shard_size, _shard_work(model_ref, adapter, rendered, settings), "prompts")
         wrapped = template != "{prompt}"
         rows = [{**records[o["prompt_index"]], **({"user_turn": turns[o["prompt_index"]]} if wrapped else {}),
-                 "sample": o["sample"], "response": o["text"].strip()} for o in outputs]
+                 "sample": o["sample"], "response": (prefix + o["text"]).strip()} for o in outputs]
         io.write_jsonl(out, rows)
         meta[bench["name"]] = {"settings": settings, "system_prompt": system, "user_template": template,
+                               **({"response_prefix": prefix} if prefix else {}),
                                "n_prompts": len(records), "n_responses": len(rows)}
     io.write_json(args.meta, io.provenance(model=describe(params["model"], args.adapter),
                                            chat_template_sha256=template_hash(tok),

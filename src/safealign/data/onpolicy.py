@@ -1,0 +1,133 @@
+"""On-policy safety preference pairs: the base model's own responses, sorted by the refusal judge.
+
+Three steps, each a workflow rule (``rules/data.smk``):
+
+1. ``onpolicy_prompts`` (:func:`prepare_prompts`): held-apart prompts. Harmful ones from an ALERT
+   source and benign ones from an Alpaca-style source, each sampled by a seeded hash after
+   dropping every prompt that occurs (normalised, see :func:`norm`) in an evaluation benchmark's
+   prompt file (training never sees an evaluation prompt) and every prompt longer than
+   ``max_prompt_chars`` (TRL drops a pair whose prompt alone fills ``max_length``).
+2. ``onpolicy_generate``: the base model answers every prompt twice through
+   ``python -m safealign.generate`` (the workflow's generation code and backend): once with
+   ``on_policy.refusal_system_prompt`` (a system turn that tells it to refuse) and once as the
+   evaluation asks it (no system prompt beyond the model's own default).
+3. ``preference_data`` (:func:`pairs`): on a harmful prompt, a refusal (from the refusal arm) is
+   chosen over a compliance (from the plain arm); on a benign prompt, a compliance (plain arm)
+   over a refusal (refusal arm); each response's class is confirmed by the refusal judge
+   (:mod:`safealign.judge.refusal`). A prompt without both is dropped and counted. The pair's
+   prompt is the user turn alone, so training moves the model's behaviour without the system
+   prompt towards its behaviour with it (context distillation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+from .. import io
+from ..cli import setup
+from ..judge.refusal import is_refusal
+from .loaders import describe_source, load_alert, load_alpaca, subsample
+
+# The generation arms, in the order onpolicy_generate writes them.
+ARMS = ("harmful_refuse", "harmful_plain", "benign_plain", "benign_refuse")
+KINDS = ("harmful", "benign")
+
+
+def norm(text: str) -> str:
+    """A prompt's comparison key: NFKC, lower case, runs of non-alphanumerics as one space."""
+    return re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", text).lower()).strip()
+
+
+def eval_prompts(files: Iterable[str]) -> dict[str, str]:
+    """``norm(prompt) -> "<file> row <n>"`` of every evaluation prompt (and of the prompt a
+    constructed attack was built from, ``source_prompt``)."""
+    seen: dict[str, str] = {}
+    for f in files:
+        for i, r in enumerate(io.read_jsonl(f), start=1):
+            for key in ("prompt", "source_prompt"):
+                if r.get(key):
+                    seen.setdefault(norm(r[key]), f"{f} row {i} (id {r.get('id')!r})")
+    return seen
+
+
+def prepare_prompts(params: dict[str, Any], exclude: list[str]) -> dict[str, list[dict]]:
+    """The held-apart harmful and benign prompts (``params``: the ``on_policy`` block)."""
+    banned = eval_prompts(exclude)
+    out: dict[str, list[dict]] = {}
+    for kind, loader in (("harmful", load_alert), ("benign", load_alpaca)):
+        spec = params[kind]
+        records = loader(spec["source"])
+        kept, seen = [], set()
+        limit = spec.get("max_prompt_chars")
+        for r in records:  # ALERT repeats some prompts under other ids: keep the first
+            key = norm(r["prompt"])
+            if limit and len(r["prompt"]) > limit:
+                continue
+            if key not in banned and key not in seen:
+                seen.add(key)
+                kept.append(r)
+        if kind == "harmful":
+            kept = subsample(kept, spec.get("n_per_category"), spec.get("seed", 0), by=lambda r: r["category"])
+        else:
+            kept = subsample(kept, spec.get("n"), spec.get("seed", 0))
+        if not kept:
+            raise ValueError(f"config.preference_data.on_policy.{kind}: "
+                             f"{describe_source(spec['source'], kind)} has no prompt outside the "
+                             "evaluation benchmarks")
+        out[kind] = [{**r, "kind": kind} for r in kept]
+    return out
+
+
+def pairs(generations: dict[str, list[dict]]) -> tuple[list[dict], dict]:
+    """TRL conversational pairs from the four arms' generation rows (:data:`ARMS`), and counts.
+
+    A harmful prompt pairs its first refusal of the refusal arm (chosen) with its first
+    compliance of the plain arm (rejected); a benign prompt its first compliance of the plain arm
+    (chosen) with its first refusal of the refusal arm (rejected). Responses are judged by the
+    refusal judge; empty responses are never used.
+    """
+    by_id: dict[str, dict[str, list[str]]] = {}
+    prompts: dict[str, dict] = {}
+    for arm in ARMS:
+        for r in generations[arm]:
+            prompts.setdefault(r["id"], r)
+            by_id.setdefault(r["id"], {}).setdefault(arm, []).append(r["response"])
+    out, counts = [], {"harmful_pairs": 0, "benign_pairs": 0, "harmful_dropped": 0, "benign_dropped": 0}
+    for rid, arms in by_id.items():
+        rec = prompts[rid]
+        kind = rec["kind"]
+        refusals = [t for t in arms.get(f"{kind}_refuse", []) if t.strip() and is_refusal(t)]
+        compliances = [t for t in arms.get(f"{kind}_plain", []) if t.strip() and not is_refusal(t)]
+        if not (refusals and compliances):
+            counts[f"{kind}_dropped"] += 1
+            continue
+        chosen, rejected = (refusals[0], compliances[0]) if kind == "harmful" else (compliances[0], refusals[0])
+        counts[f"{kind}_pairs"] += 1
+        out.append({
+            "id": f"{kind}:{rid}",
+            "prompt": [{"role": "user", "content": rec["prompt"]}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "category": rec["category"],
+            "origin": f"on_policy_{kind}",
+        })
+    return out, counts
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="held-apart prompts for on-policy preference pairs")
+    p.add_argument("--params", required=True)
+    p.add_argument("--exclude", nargs="*", default=[], help="evaluation prompt files")
+    p.add_argument("--out", nargs=2, required=True, metavar=("HARMFUL", "BENIGN"))
+    args = p.parse_args()
+    prompts = prepare_prompts(setup(args), args.exclude)
+    for kind, out in zip(KINDS, args.out, strict=True):
+        io.write_jsonl(out, prompts[kind])
+
+
+if __name__ == "__main__":
+    main()
