@@ -37,8 +37,11 @@ def test_a_job_with_several_gpus_spreads_its_model_but_a_training_rank_does_not(
     from safealign.generate.vllm_backend import _llm_kwargs
 
     hub = {"hub": "org/model", "revision": "a" * 40}
-    monkeypatch.delenv(JOB_GPUS_ENV, raising=False)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    # setenv then delenv: monkeypatch records the variables as they were, and restores them (absent
+    # here) after the test, also over setup() below, which writes os.environ itself.
+    for name in (JOB_GPUS_ENV, "WORLD_SIZE"):
+        monkeypatch.setenv(name, "1")
+        monkeypatch.delenv(name)
     assert models.job_gpus() == 1 and "tensor_parallel_size" not in _llm_kwargs(hub, None, {})
     p = parser("x")
     add_gpus_argument(p)
@@ -46,4 +49,10 @@ def test_a_job_with_several_gpus_spreads_its_model_but_a_training_rank_does_not(
     assert models.job_gpus() == 2
     assert _llm_kwargs(hub, None, {})["tensor_parallel_size"] == 2  # vLLM shards the model
     monkeypatch.setenv("WORLD_SIZE", "2")  # a data-parallel training rank owns one GPU
-    assert models.job_gpus() == 1  # (monkeypatch restores both variables afterwards)
+    assert models.job_gpus() == 1
+
+
+def test_no_job_gpus_leak_out_of_the_test_above():
+    from safealign.cli import JOB_GPUS_ENV
+
+    assert JOB_GPUS_ENV not in __import__("os").environ
