@@ -342,7 +342,8 @@ def onpolicy_generation_files():
 def preference_inputs(wildcards):
     """The pairs' source file, the on-policy generations and every evaluation prompt file (no
     pair may share a prompt with them). The tiny world asserts that itself when it builds its
-    files, so its pairs do not wait on (and retrain after) every benchmark's prompt file."""
+    files, so its pairs do not wait on (and retrain after) every benchmark's prompt file.
+    """
     spec = config["preference_data"]
     source = spec.get("source") or {}
     world_only = "world" in source and not onpolicy_spec()
@@ -609,7 +610,8 @@ def p_report(wildcards):
 
 def slurm_logdir():
     """Where the Slurm executor plugin keeps failed jobs' logs (its slurm-logdir); None on other
-    executors. Set once the executor starts, so read when a resource is asked for, not at parse."""
+    executors. Set once the executor starts, so read when a resource is asked for, not at parse.
+    """
     return getattr(getattr(workflow, "executor_settings", None), "logdir", None)
 
 
