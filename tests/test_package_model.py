@@ -236,22 +236,12 @@ def test_package_form_shape_errors(default_config, extra, needle):
 def smol_adapter(converted, tmp_path_factory) -> Path:
     """A LoRA adapter (r 16 on every projection, as config/smol.yaml trains) with small random B
     weights, so it changes the output without wrecking it."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+    from lora_helpers import save_random_lora
 
     from safealign.models import load_model
 
-    out = tmp_path_factory.mktemp("smol-adapter")
-    model = get_peft_model(load_model({"path": str(converted["model"])}), LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:  # peft initialises B to zero: the adapter would be a no-op
-                param.normal_(0.0, 0.02)
-    model.save_pretrained(out)
-    return out
+    return save_random_lora(load_model({"path": str(converted["model"])}), tmp_path_factory.mktemp("smol-adapter"),
+                            r=16, alpha=32, seed=0, std=0.02, task_type="CAUSAL_LM")
 
 
 @pytest.mark.vllm

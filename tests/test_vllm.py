@@ -95,7 +95,7 @@ def _build_tokenizer(out: Path):
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """A tiny LlamaForCausalLM (head_dim 32, vLLM CPU's minimum) and a LoRA adapter on it."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from lora_helpers import save_random_lora
     from transformers import LlamaConfig, LlamaForCausalLM
 
     root = tmp_path_factory.mktemp("tiny")
@@ -110,17 +110,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     )
     LlamaForCausalLM(cfg).save_pretrained(model_dir)
 
-    peft_model = get_peft_model(
-        LlamaForCausalLM.from_pretrained(model_dir),
-        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=[
-            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
-    )
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:  # peft initialises B to zero: the adapter would be a no-op
-                param.normal_(0.0, 0.2)
-    peft_model.save_pretrained(adapter_dir)
+    save_random_lora(LlamaForCausalLM.from_pretrained(model_dir), adapter_dir, r=8, alpha=16, seed=1, std=0.2)
     return {"model": model_dir, "adapter": adapter_dir}
 
 
