@@ -1,8 +1,6 @@
 """Config validation: schema, semantic checks, docs in step with the schema."""
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema

@@ -171,7 +171,8 @@ def test_checkpoint_and_nan_fields_cannot_be_configured(tmp_path, key):
     """The workflow sets them itself (a configured one would be silently overridden)."""
     with pytest.raises(ValueError, match=f"^{key} is set by the workflow"):
         methods.trl_config({**SETTINGS, key: 1}, str(tmp_path), True, False)
-    assert "checkpoint_steps" in methods.WORKFLOW_KEYS and methods.key_problems({**SETTINGS, "checkpoint_steps": 5}) == []
+    assert "checkpoint_steps" in methods.WORKFLOW_KEYS
+    assert methods.key_problems({**SETTINGS, "checkpoint_steps": 5}) == []
 
 
 def test_checkpoint_interval_is_kept_out_of_the_train_params(default_config):
@@ -367,7 +368,7 @@ def test_resume_gives_the_uninterrupted_adapter_for_other_trainers(tiny, tmp_pat
         del s["label_smoothing"]
     steps = N_PAIRS * (2 if trainer == "kto" else 1) // 2
     refs = run.compute_ref_logps(model_ref, pairs, {"max_length": s["max_length"]}) if shared else None
-    plain = train(model_ref, pairs, s, tmp_path / "plain", refs)
+    train(model_ref, pairs, s, tmp_path / "plain", refs)
 
     counter = run.step_counter
 
