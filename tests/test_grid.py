@@ -51,7 +51,7 @@ def test_reference_sharing_only_for_dpo_family(default_config):
     idx = grid.variant_index(default_config)
     assert grid.shares_reference(idx[("tiny", "safe_ipo-seed0")].settings)
     assert not grid.shares_reference(idx[("tiny", "safe_kto-seed0")].settings)
-    assert not grid.uses_reference(idx[("tiny", "safe_orpo-seed0")].settings)
+    assert not grid.shares_reference(idx[("tiny", "safe_orpo-seed0")].settings)
 
 
 def test_reference_key_separates_what_changes_the_reference(default_config):

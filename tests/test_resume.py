@@ -202,9 +202,9 @@ def test_checkpoint_interval_is_kept_out_of_the_train_params(default_config):
     assert f"Default {grid.DEFAULT_CHECKPOINT_STEPS} " in doc
     # The rule passes them through a params function of `output`, which Snakemake does not count as a
     # rerun trigger (next test); p_train itself drops the run keys.
-    common = (REPO / "rules" / "common.smk").read_text()
-    assert "def p_train_run(wildcards, output):" in common
-    assert '"settings": grid.computed_settings(v.settings)' in common
+    dag = (REPO / "src" / "safealign" / "dag.py").read_text()
+    assert "def p_train_run(self, wildcards: Any, output: Any) -> str:" in dag
+    assert '"settings": grid.computed_settings(v.settings)' in dag
     assert "run=p_train_run," in (REPO / "rules" / "train.smk").read_text()
 
 
@@ -284,7 +284,7 @@ def test_judge_reads_back_finished_shards(tmp_path, monkeypatch):
             for i in range(5)]
     gen, out, meta = tmp_path / "gen.jsonl", tmp_path / "refusal.jsonl", tmp_path / "refusal.meta.json"
     io.write_jsonl(gen, rows)
-    params = {"name": "refusal", "type": "refusal", "offline": True}
+    params = {"name": "refusal", "type": "refusal"}
     argv = ["judge", "run", "--params", json.dumps(params), "--generations", str(gen), "--out", str(out),
             "--meta", str(meta), "--shard-size", "2"]
     monkeypatch.setattr(sys, "argv", argv)

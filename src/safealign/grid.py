@@ -21,7 +21,6 @@ from .train.methods import default_beta
 BASE = "base"
 # Method keys that may be given as a list to sweep (each value becomes its own grid cell).
 SWEEPABLE = ("beta", "learning_rate", "label_smoothing", "num_train_epochs", "lora_r")
-REFERENCE_FREE = {"orpo", "cpo"}
 # Training keys that change how a job runs, not what it computes. They stay out of the train rule's
 # params (a changed param reruns the job) and reach it through a params function of `output`, which
 # Snakemake does not count as a rerun trigger (rules/common.smk p_train_run).
@@ -167,10 +166,6 @@ def judges_for(config: dict[str, Any], benchmark: str) -> list[str]:
 def benchmarks_for(config: dict[str, Any], judge: str) -> list[str]:
     kinds = config["judges"][judge]["applies_to"]
     return [b for b, spec in config["benchmarks"].items() if spec["kind"] in kinds]
-
-
-def uses_reference(settings: dict[str, Any]) -> bool:
-    return settings.get("trainer", "dpo") not in REFERENCE_FREE
 
 
 def shares_reference(settings: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ any fetch, every model and dataset text HTML-escaped (and, in the embedded JSON,
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 from datetime import UTC, datetime
@@ -728,10 +729,8 @@ def library_table(sources: dict[str, dict[str, str]]):
 
     own = {}
     for name in REPORT_LIBRARIES:
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             own[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
     table: dict[str, dict[str, str]] = {}
     for stage, libs in list(sources.items()) + [("report", own)]:
         for lib, version in (libs or {}).items():
