@@ -26,7 +26,10 @@ rule metrics:
     shell:
         shell_cmd(
             "metrics",
-            "--params {params.cfg:q} --judgments {input.judgments} --capability {input.capability} --out {output.metrics} --disagreements {output.disagreements} --outcomes {output.outcomes} --generation-meta {input.generation_meta} --train-log {input.train_log}",
+            "--params {params.cfg:q} --judgments {input.judgments} "
+            "--capability {input.capability} --out {output.metrics} "
+            "--disagreements {output.disagreements} --outcomes {output.outcomes} "
+            "--generation-meta {input.generation_meta} --train-log {input.train_log}",
         )
 
 
@@ -68,5 +71,8 @@ rule aggregate:
     shell:
         shell_cmd(
             "aggregate",
-            "--params {params.cfg:q} --metrics {input.metrics} --outcomes {input.outcomes} --disagreements {input.disagreements} --out {output.metrics} --out-disagreements {output.disagreements} --out-comparisons {output.comparisons} --out-seeds {output.seeds}",
+            "--params {params.cfg:q} --metrics {input.metrics} "
+            "--outcomes {input.outcomes} --disagreements {input.disagreements} "
+            "--out {output.metrics} --out-disagreements {output.disagreements} "
+            "--out-comparisons {output.comparisons} --out-seeds {output.seeds}",
         )

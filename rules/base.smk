@@ -24,7 +24,8 @@ rule world_base_model:
     shell:
         shell_cmd(
             "world base",
-            "--params {params.cfg:q} --corpus {input} --out {output.model} --stats {output.stats}",
+            "--params {params.cfg:q} --corpus {input} --out {output.model} "
+            "--stats {output.stats}",
         )
 
 
@@ -52,7 +53,8 @@ rule package_model:
     shell:
         shell_cmd(
             "package_model",
-            "--params {params.cfg:q} --gguf {input.gguf:q} --out {output.model} --provenance {output.provenance}",
+            "--params {params.cfg:q} --gguf {input.gguf:q} --out {output.model} "
+            "--provenance {output.provenance}",
         )
 
 
@@ -77,7 +79,8 @@ rule world_judge_model:
     shell:
         shell_cmd(
             "world {params.kind}",
-            "--params {params.cfg:q} --examples {input} --out {output.model} --validation {output.heldout}",
+            "--params {params.cfg:q} --examples {input} --out {output.model} "
+            "--validation {output.heldout}",
         )
 
 
@@ -107,5 +110,6 @@ rule validate_judge:
     shell:
         shell_cmd(
             "judge validate",
-            "--params {params.cfg:q} --examples {input.heldout} --out {output} {params.min_accuracy:q}",
+            "--params {params.cfg:q} --examples {input.heldout} "
+            "--out {output} {params.min_accuracy:q}",
         )

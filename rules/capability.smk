@@ -31,5 +31,7 @@ rule capability:
     shell:
         shell_cmd(
             "capability.harness",
-            "--model-ref {params.ref:q} --params {params.cfg:q} {params.items_arg:q} {params.adapter:q} --tasks-dir {output.tasks} --out {output.result}",
+            "--model-ref {params.ref:q} --params {params.cfg:q} "
+            "{params.items_arg:q} {params.adapter:q} "
+            "--tasks-dir {output.tasks} --out {output.result}",
         )

@@ -42,7 +42,8 @@ rule preference_data:
     shell:
         shell_cmd(
             "data.preference",
-            "--params {params.cfg:q} --out {output} --onpolicy {input.onpolicy} --exclude {input.exclude}",
+            "--params {params.cfg:q} --out {output} --onpolicy {input.onpolicy} "
+            "--exclude {input.exclude}",
         )
 
 
@@ -69,7 +70,8 @@ rule onpolicy_prompts:
     shell:
         shell_cmd(
             "data.onpolicy",
-            "--params {params.cfg:q} --exclude {input.exclude} --out {output.harmful} {output.benign}",
+            "--params {params.cfg:q} --exclude {input.exclude} "
+            "--out {output.harmful} {output.benign}",
         )
 
 
@@ -96,7 +98,9 @@ rule onpolicy_generate:
     shell:
         shell_cmd(
             "generate",
-            "--params {params.cfg:q} --prompts {input.harmful} {input.harmful} {input.benign} {input.benign} --out {output.generations} --meta {output.meta} --gpus {resources.gpu}",
+            "--params {params.cfg:q} "
+            "--prompts {input.harmful} {input.harmful} {input.benign} {input.benign} "
+            "--out {output.generations} --meta {output.meta} --gpus {resources.gpu}",
             python="{params.python:q}",
         )
 

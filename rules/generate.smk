@@ -62,6 +62,8 @@ rule generate:
     shell:
         shell_cmd(
             "generate",
-            "--params {params.cfg:q} --prompts {input.prompts} {params.adapter} {params.merged} --out {output.generations} --meta {output.meta} --gpus {resources.gpu}",
+            "--params {params.cfg:q} "
+            "--prompts {input.prompts} {params.adapter} {params.merged} "
+            "--out {output.generations} --meta {output.meta} --gpus {resources.gpu}",
             python="{params.python:q}",
         )

@@ -29,6 +29,7 @@ for _judge in JUDGES:
         shell:
             shell_cmd(
                 "judge run",
-                "--params {params.cfg:q} --generations {input.generations} --out {output.judgments} --meta {output.meta} --gpus {resources.gpu}",
+                "--params {params.cfg:q} --generations {input.generations} "
+                "--out {output.judgments} --meta {output.meta} --gpus {resources.gpu}",
                 python="{params.python:q}",
             )

@@ -41,5 +41,11 @@ rule report:
     shell:
         shell_cmd(
             "report",
-            "--params {params.cfg:q} --metrics {input.metrics} --comparisons {input.comparisons} --seeds {input.seeds} --disagreements {input.disagreements} --validations {input.validations} --train-logs {input.train_logs} --judgments {input.judgments} --metas {input.metas} --capability {input.capability} --benchmarks {input.benchmarks} --out {output.html} --plots-dir {output.plots}",
+            "--params {params.cfg:q} --metrics {input.metrics} "
+            "--comparisons {input.comparisons} --seeds {input.seeds} "
+            "--disagreements {input.disagreements} --validations {input.validations} "
+            "--train-logs {input.train_logs} --judgments {input.judgments} "
+            "--metas {input.metas} --capability {input.capability} "
+            "--benchmarks {input.benchmarks} --out {output.html} "
+            "--plots-dir {output.plots}",
         )

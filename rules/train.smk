@@ -60,5 +60,7 @@ rule train:
     shell:
         shell_cmd(
             "train.run train",
-            "--params {params.cfg:q} --pairs {input.pairs} {params.ref} --out {output.adapter} --log {output.log} {params.run} --gpus {resources.gpu}",
+            "--params {params.cfg:q} --pairs {input.pairs} {params.ref} "
+            "--out {output.adapter} --log {output.log} {params.run} "
+            "--gpus {resources.gpu}",
         )
