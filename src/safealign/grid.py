@@ -204,15 +204,5 @@ def reference_settings(key: str) -> dict[str, Any]:
             "max_length": int(m["max_length"])}
 
 
-def generation_settings(config: dict[str, Any], benchmark: str) -> dict[str, Any]:
-    from .generate.serving import SERVING_KEYS
-
-    # Serving keys are per variant (safealign.generate.serving), not per benchmark.
-    gen = {k: v for k, v in config["generation"].items() if k not in SERVING_KEYS}
-    bench = config["benchmarks"][benchmark]
-    gen.update(bench.get("generation", {}))
-    return gen
-
-
 def wildcard_regex(names: list[str]) -> str:
     return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
