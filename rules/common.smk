@@ -1,16 +1,19 @@
 # Adapters from the rules to the package: every input, params and resource function is a method of
 # safealign.dag.Dag (pure functions of the config, unit-tested without Snakemake in
 # tests/test_rerun_contract.py); this file binds one to the config and names its methods.
+import os
 import time
 
 from safealign import dag, retry
 from safealign.checks import check_config
-from safealign.cli import export_source_path
+from safealign.cli import export_offline, export_source_path
 
 # SRC (the package's directory, set in workflow/Snakefile) reaches every job through PYTHONPATH
 # (local, or re-parsed on a Slurm node), whatever conda env the job uses.
 export_source_path(SRC)
 check_config(config)
+# config.offline: the hub clients' offline switches, in the environment every job inherits.
+export_offline(config["offline"])
 
 R = dag.R
 # When this run started: a retry reads why its earlier attempts (since then) failed.

@@ -271,3 +271,20 @@ def test_every_rule_with_params_is_in_the_contract():
     expected = {r if r != "judge_<judge>" else j for r in rules for j in ([r] if r != "judge_<judge>" else JUDGES)}
     assert expected - {"package_model"} <= covered
     assert "judge_<judge>" in rules and rules["capability"] == ["p_capability", "p_capability_ref"]
+
+
+def test_shell_commands_and_offline_do_not_depend_on_the_config(monkeypatch):
+    """Snakemake also reruns a job whose rule's shell command text changed (rerun trigger `code`),
+    so Dag.shell reads no config; config.offline reaches the jobs through the environment."""
+    from safealign import cli
+
+    assert Dag.shell("judge run", "--params {params.cfg:q}", python="{params.python:q}") == (
+        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.judge run --params {params.cfg:q} > {log} 2>&1")
+    for offline, flag in ((True, "1"), (False, "0")):
+        for key in cli.OFFLINE_ENV:
+            monkeypatch.delenv(key, raising=False)
+        cli.export_offline(offline)
+        assert [cli.os.environ[k] for k in cli.OFFLINE_ENV] == [flag, flag]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cli.export_offline(False)  # the environment, where set, wins (as cli.setup's default does)
+    assert cli.os.environ["HF_HUB_OFFLINE"] == "1"

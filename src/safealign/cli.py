@@ -80,10 +80,18 @@ def redact_logs() -> None:
             handler.addFilter(RedactSecrets())
 
 
-# The hub clients' offline switches. The workflow sets them in every job's shell prefix from
-# config.offline (safealign.dag.Dag.shell: not in params, going offline changes no result); a
-# stage run by hand without them stays offline.
+# The hub clients' offline switches. The workflow exports them from config.offline to every job
+# (export_offline: not in params, going offline changes no result); a stage run by hand without
+# them stays offline.
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def export_offline(offline: bool) -> None:
+    """Set :data:`OFFLINE_ENV` to ``1`` (``offline``) or ``0`` unless the environment already sets
+    them (called by rules/common.smk at parse time; jobs inherit the environment, Slurm jobs
+    re-parse the workflow). Not in any params or shell command: toggling it reruns nothing."""
+    for key in OFFLINE_ENV:
+        os.environ.setdefault(key, "1" if offline else "0")
 
 
 def setup(args: argparse.Namespace) -> dict[str, Any]:

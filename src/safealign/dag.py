@@ -13,7 +13,7 @@ keys its rule's output depends on (the ``*_KEYS`` tuples below): an experiment s
 not one (an interpreter path, a validation threshold, a resource, the report title for every rule
 but the report) stays out, and reaches a job, where it needs it, through a params function that
 takes ``output`` (Snakemake does not count those as rerun triggers), or through the shell prefix
-(:meth:`Dag.shell`). tests/test_rerun_contract.py states, for a table of single config edits,
+(:func:`safealign.cli.export_offline`). tests/test_rerun_contract.py states, for a table of single config edits,
 exactly which rules rerun; tests/test_workflow.py checks the same on the whole grid.
 """
 
@@ -68,7 +68,7 @@ REPORT_KEYS = ("title", "headline", "paper_reference")  # config.report (the rep
 # Config keys that are not experiment settings: no rule's params may copy them (the report's
 # config_sha256 aside, which records the whole config). Dotted paths, `*` for any name.
 NOT_EXPERIMENT_SETTINGS = (
-    "offline",  # hub access, not a result: the shell prefix sets HF_HUB_OFFLINE (Dag.shell)
+    "offline",  # hub access, not a result: in the jobs' environment (cli.export_offline)
     "resources", "models.*.resources", "judges.*.resources",  # where and how long a job runs
     "generation.vllm_python",  # which interpreter runs vLLM
     "judges.*.min_validation_accuracy",  # a gate on the judge, passed to validate_judge untracked
@@ -111,13 +111,15 @@ class Dag:
             "refkey": grid.REFERENCE_KEY_WILDCARD,
         }
 
-    def shell(self, module: str, args: str, python: str = "python") -> str:
-        """A rule's shell command: ``<env> OMP_NUM_THREADS={threads} <python> -m safealign.<module>
-        <args> > {log} 2>&1``. ``offline: true`` sets the hub clients' offline variables here (not in
-        params: going offline changes no result); ``python`` is a Snakemake placeholder or literal."""
-        flag = "1" if self.config.get("offline", True) else "0"
-        env = f"HF_HUB_OFFLINE={flag} HF_DATASETS_OFFLINE={flag}"
-        return f"{env} OMP_NUM_THREADS={{threads}} {python} -m safealign.{module} {args} > {{log}} 2>&1"
+    @staticmethod
+    def shell(module: str, args: str, python: str = "python") -> str:
+        """Every rule's shell command: ``OMP_NUM_THREADS={threads} <python> -m safealign.<module>
+        <args> > {log} 2>&1`` (``python``: a Snakemake placeholder such as ``{params.python:q}``).
+
+        A function of its arguments only, never of the config: Snakemake reruns a job whose rule's
+        shell command text changed (rerun trigger ``code``). So config.offline is not in it but in
+        the environment the jobs inherit (:func:`safealign.cli.export_offline`)."""
+        return f"OMP_NUM_THREADS={{threads}} {python} -m safealign.{module} {args} > {{log}} 2>&1"
 
     def variant(self, wildcards: Any) -> grid.Variant:
         return self.variants[(wildcards.model, wildcards.variant)]
