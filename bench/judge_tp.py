@@ -23,13 +23,13 @@ sys.path.insert(0, str(SRC))
 
 
 def judge_params(config: dict, judge: str, results: Path) -> dict:
-    """As rules/common.smk's judge_params builds them (world judges: their built model)."""
-    spec = {k: v for k, v in config["judges"][judge].items() if k not in ("resources", "applies_to")}
-    spec.update(name=judge, offline=config.get("offline", True))
-    if "world" in spec.get("model", {}):
+    """The judge's params as the workflow builds them (safealign.dag), a world judge's model under
+    ``results``."""
+    from safealign.dag import Dag
+
+    spec = json.loads(Dag(config).judge_params(judge))
+    if "world" in config["judges"][judge].get("model", {}):
         spec["model"] = {"path": str(results / "judges" / judge / "model")}
-    if spec["type"] == "llama_guard":
-        spec["backend"] = config["generation"]["backend"]
     return spec
 
 

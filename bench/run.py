@@ -165,7 +165,8 @@ def entry_imports(tree: Path, grid: Path, work: Path, name: str) -> list[dict]:
     for entry in ENTRY_POINTS:
         picks = [c for c in commands if f"-m {entry} " in c]
         if entry == "safealign.judge run":  # one job per judge type: the model judges cost most
-            picks = [next((c for c in picks if f'"type":"{t}"' in c), None) for t in ("llama_guard", "refusal", "toxicity")]
+            picks = [next((c for c in picks if f'"type":"{t}"' in c), None)
+                     for t in ("llama_guard", "refusal", "toxicity")]
         for cmd in [c for c in picks if c][:3]:
             cmd = cmd.split(" > ", 1)[0].replace("python -m", f"{sys.executable} -X importtime -m", 1)
             wall, cpu, proc = timed(cmd, scratch, env_for(tree), check=False)
@@ -422,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.grid_dir is not None and not (work / f"grid-{name}").exists():
                 (work / f"grid-{name}").symlink_to(args.grid_dir.resolve())
     print(f"bench: work directory {work}", flush=True)
-    report = {"machine": machine(), "uptime_before": uptime(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    report = {"machine": machine(), "uptime_before": uptime(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "argv": sys.argv[1:], "trees": {k: str(v) for k, v in trees.items()}, "rows": []}
     grid = work / "grid-branch"
     steps = [("1", lambda: item1(trees, work, args.grid_repeats, jobs_only=args.grid_dir is not None)),

@@ -24,17 +24,22 @@ rule metrics:
     params:
         cfg=p_metrics,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.metrics --params {params.cfg:q} --judgments {input.judgments} "
-        "--capability {input.capability} --out {output.metrics} "
-        "--disagreements {output.disagreements} --outcomes {output.outcomes} "
-        "--generation-meta {input.generation_meta} --train-log {input.train_log} > {log} 2>&1"
+        shell_cmd(
+            "metrics",
+            "--params {params.cfg:q} --judgments {input.judgments} "
+            "--capability {input.capability} --out {output.metrics} "
+            "--disagreements {output.disagreements} --outcomes {output.outcomes} "
+            "--generation-meta {input.generation_meta} --train-log {input.train_log}",
+        )
 
 
 rule aggregate:
     input:
-        metrics=variant_metric_files(),
-        outcomes=variant_outcome_files(),
-        disagreements=variant_disagreement_files(),
+        metrics=variant_files(f"{R}/metrics/{{model}}/{{variant}}.csv"),
+        outcomes=variant_files(f"{R}/metrics/{{model}}/{{variant}}.outcomes.csv"),
+        disagreements=variant_files(
+            f"{R}/metrics/{{model}}/{{variant}}.disagreements.jsonl"
+        ),
     output:
         metrics=report(
             f"{R}/metrics.csv",
@@ -64,7 +69,10 @@ rule aggregate:
     params:
         cfg=p_aggregate,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.aggregate --params {params.cfg:q} --metrics {input.metrics} "
-        "--outcomes {input.outcomes} --disagreements {input.disagreements} "
-        "--out {output.metrics} --out-disagreements {output.disagreements} "
-        "--out-comparisons {output.comparisons} --out-seeds {output.seeds} > {log} 2>&1"
+        shell_cmd(
+            "aggregate",
+            "--params {params.cfg:q} --metrics {input.metrics} "
+            "--outcomes {input.outcomes} --disagreements {input.disagreements} "
+            "--out {output.metrics} --out-disagreements {output.disagreements} "
+            "--out-comparisons {output.comparisons} --out-seeds {output.seeds}",
+        )

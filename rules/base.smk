@@ -22,8 +22,11 @@ rule world_base_model:
     params:
         cfg=p_world_model,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.world base --params {params.cfg:q} --corpus {input} --out {output.model} "
-        "--stats {output.stats} > {log} 2>&1"
+        shell_cmd(
+            "world base",
+            "--params {params.cfg:q} --corpus {input} --out {output.model} "
+            "--stats {output.stats}",
+        )
 
 
 # A GGUF model shipped in an installed package (models.<m>.package), dequantized into a float32
@@ -48,15 +51,16 @@ rule package_model:
     params:
         cfg=p_package_model,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.package_model --params {params.cfg:q} --gguf {input.gguf:q} "
-        "--out {output.model} --provenance {output.provenance} > {log} 2>&1"
+        shell_cmd(
+            "package_model",
+            "--params {params.cfg:q} --gguf {input.gguf:q} --out {output.model} "
+            "--provenance {output.provenance}",
+        )
 
 
 rule world_judge_model:
     input:
-        lambda wildcards: world_path(
-            WORLD_JUDGE_DATA[config["judges"][wildcards.judge]["type"]]
-        ),
+        world_judge_data,
     output:
         model=directory(f"{R}/judges/{{judge}}/model"),
         heldout=f"{R}/judges/{{judge}}/heldout.jsonl",
@@ -71,14 +75,13 @@ rule world_judge_model:
         **res("world_model", rule="world_judge_model"),
     params:
         cfg=p_world_judge,
-        kind=lambda wildcards: (
-            "judge"
-            if config["judges"][wildcards.judge]["type"] == "llama_guard"
-            else "toxicity"
-        ),
+        kind=world_judge_kind,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.world {params.kind} --params {params.cfg:q} --examples {input} "
-        "--out {output.model} --validation {output.heldout} > {log} 2>&1"
+        shell_cmd(
+            "world {params.kind}",
+            "--params {params.cfg:q} --examples {input} --out {output.model} "
+            "--validation {output.heldout}",
+        )
 
 
 rule validate_judge:
@@ -103,6 +106,10 @@ rule validate_judge:
         **res("judge", rule="validate_judge"),
     params:
         cfg=p_judge,
+        min_accuracy=min_validation_accuracy,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.judge validate --params {params.cfg:q} --examples {input.heldout} "
-        "--out {output} > {log} 2>&1"
+        shell_cmd(
+            "judge validate",
+            "--params {params.cfg:q} --examples {input.heldout} "
+            "--out {output} {params.min_accuracy:q}",
+        )

@@ -4,7 +4,7 @@
 rule capability:
     input:
         cap_items=capability_items,
-        model=lambda wildcards: model_input(wildcards.model),
+        model=model_input,
         adapter=adapter_input,
     output:
         result=f"{R}/capability/{{model}}/{{variant}}.json",
@@ -20,7 +20,7 @@ rule capability:
         **res("capability", rule="capability"),
     params:
         cfg=p_capability,
-        ref=lambda wildcards: grid.canonical(model_ref(wildcards.model)),
+        ref=p_capability_ref,
         # Argument lists, so that `:q` quotes each path (capability.source.path is a config string).
         adapter=lambda wildcards, input: (
             ["--adapter", input.adapter] if input.adapter else []
@@ -29,6 +29,9 @@ rule capability:
             ["--items", input.cap_items] if input.cap_items else []
         ),
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.capability.harness --model-ref {params.ref:q} --params {params.cfg:q} "
-        "{params.items_arg:q} {params.adapter:q} --tasks-dir {output.tasks} --out {output.result} "
-        "> {log} 2>&1"
+        shell_cmd(
+            "capability.harness",
+            "--model-ref {params.ref:q} --params {params.cfg:q} "
+            "{params.items_arg:q} {params.adapter:q} "
+            "--tasks-dir {output.tasks} --out {output.result}",
+        )

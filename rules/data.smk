@@ -3,7 +3,7 @@
 
 rule world_data:
     output:
-        expand("{R}/world/data/{f}", R=R, f=WORLD_FILES.values()),
+        world_files(),
     log:
         f"{R}/logs/world_data.log",
     benchmark:
@@ -17,7 +17,10 @@ rule world_data:
         cfg=p_world,
         outdir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.world data --params {params.cfg:q} --outdir {params.outdir} > {log} 2>&1"
+        shell_cmd(
+            "world data",
+            "--params {params.cfg:q} --outdir {params.outdir}",
+        )
 
 
 rule preference_data:
@@ -37,8 +40,11 @@ rule preference_data:
     params:
         cfg=p_preference,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.data.preference --params {params.cfg:q} --out {output} "
-        "--onpolicy {input.onpolicy} --exclude {input.exclude} > {log} 2>&1"
+        shell_cmd(
+            "data.preference",
+            "--params {params.cfg:q} --out {output} --onpolicy {input.onpolicy} "
+            "--exclude {input.exclude}",
+        )
 
 
 # On-policy pairs (config preference_data.on_policy): held-apart prompts, then the base model's
@@ -62,8 +68,11 @@ rule onpolicy_prompts:
     params:
         cfg=p_onpolicy_prompts,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.data.onpolicy --params {params.cfg:q} "
-        "--exclude {input.exclude} --out {output.harmful} {output.benign} > {log} 2>&1"
+        shell_cmd(
+            "data.onpolicy",
+            "--params {params.cfg:q} --exclude {input.exclude} "
+            "--out {output.harmful} {output.benign}",
+        )
 
 
 rule onpolicy_generate:
@@ -79,7 +88,7 @@ rule onpolicy_generate:
     benchmark:
         f"{R}/benchmarks_tsv/onpolicy_generate.tsv"
     conda:
-        "../envs/vllm.yaml"
+        generation_env()
     threads: threads_of("generate")
     resources:
         **res("generate", rule="onpolicy_generate"),
@@ -87,16 +96,18 @@ rule onpolicy_generate:
         cfg=p_onpolicy_generate,
         python=generation_python,
     shell:
-        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.generate --params {params.cfg:q} "
-        "--prompts {input.harmful} {input.harmful} {input.benign} {input.benign} "
-        "--out {output.generations} --meta {output.meta} --gpus {resources.gpu} > {log} 2>&1"
+        shell_cmd(
+            "generate",
+            "--params {params.cfg:q} "
+            "--prompts {input.harmful} {input.harmful} {input.benign} {input.benign} "
+            "--out {output.generations} --meta {output.meta} --gpus {resources.gpu}",
+            python="{params.python:q}",
+        )
 
 
 rule benchmark_prompts:
     input:
-        lambda wildcards: source_input(
-            config["benchmarks"][wildcards.benchmark]["source"]
-        ),
+        benchmark_source_input,
     output:
         f"{R}/prompts/{{benchmark}}.jsonl",
     log:
@@ -111,4 +122,7 @@ rule benchmark_prompts:
     params:
         cfg=p_benchmark,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.data.benchmark --params {params.cfg:q} --out {output} > {log} 2>&1"
+        shell_cmd(
+            "data.benchmark",
+            "--params {params.cfg:q} --out {output}",
+        )

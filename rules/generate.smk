@@ -7,7 +7,7 @@
 
 rule merge_adapter:
     input:
-        model=lambda wildcards: model_input(wildcards.model),
+        model=model_input,
         adapter=f"{R}/models/{{model}}/{{variant}}/adapter",
     output:
         temp(directory(f"{R}/models/{{model}}/{{variant}}/merged")),
@@ -23,14 +23,16 @@ rule merge_adapter:
     params:
         cfg=p_merge,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.generate.merge --params {params.cfg:q} "
-        "--adapter {input.adapter} --out {output} > {log} 2>&1"
+        shell_cmd(
+            "generate.merge",
+            "--params {params.cfg:q} --adapter {input.adapter} --out {output}",
+        )
 
 
 rule generate:
     input:
         prompts=expand(f"{R}/prompts/{{benchmark}}.jsonl", benchmark=BENCHMARKS),
-        model=lambda wildcards: model_input(wildcards.model),
+        model=model_input,
         adapter=adapter_input,
         merged=merged_input,
     output:
@@ -44,7 +46,7 @@ rule generate:
     benchmark:
         f"{R}/benchmarks_tsv/generate/{{model}}/{{variant}}.tsv"
     conda:
-        "../envs/vllm.yaml"
+        generation_env()
     threads: threads_of("generate")
     resources:
         **res("generate", rule="generate"),
@@ -58,6 +60,10 @@ rule generate:
             f"--merged {input.merged}" if input.merged else ""
         ),
     shell:
-        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.generate --params {params.cfg:q} "
-        "--prompts {input.prompts} {params.adapter} {params.merged} --out {output.generations} "
-        "--meta {output.meta} --gpus {resources.gpu} > {log} 2>&1"
+        shell_cmd(
+            "generate",
+            "--params {params.cfg:q} "
+            "--prompts {input.prompts} {params.adapter} {params.merged} "
+            "--out {output.generations} --meta {output.meta} --gpus {resources.gpu}",
+            python="{params.python:q}",
+        )

@@ -9,6 +9,8 @@ for _judge in JUDGES:
         input:
             generations=generation_files(_judge),
             judge_model=judge_input(_judge),
+            # A tiny-world judge judges once it passed its validation.
+            validation=judge_validation_input(_judge),
         output:
             judgments=judgment_files(_judge),
             meta=f"{R}/judgments/{{model}}/{{variant}}/{_judge}.meta.json",
@@ -25,5 +27,9 @@ for _judge in JUDGES:
             cfg=p_judge_of(_judge),
             python=judge_python(_judge),
         shell:
-            "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.judge run --params {params.cfg:q} --generations {input.generations} "
-            "--out {output.judgments} --meta {output.meta} --gpus {resources.gpu} > {log} 2>&1"
+            shell_cmd(
+                "judge run",
+                "--params {params.cfg:q} --generations {input.generations} "
+                "--out {output.judgments} --meta {output.meta} --gpus {resources.gpu}",
+                python="{params.python:q}",
+            )

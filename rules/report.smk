@@ -12,7 +12,7 @@ rule report:
         train_logs=train_logs(),
         judgments=report_judgment_files(),
         metas=report_meta_files(),
-        capability=report_capability_files(),
+        capability=variant_files(f"{R}/capability/{{model}}/{{variant}}.json"),
         benchmarks=benchmark_files(),
     output:
         html=report(
@@ -39,9 +39,13 @@ rule report:
     params:
         cfg=p_report,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.report --params {params.cfg:q} --metrics {input.metrics} "
-        "--comparisons {input.comparisons} --seeds {input.seeds} "
-        "--disagreements {input.disagreements} --validations {input.validations} "
-        "--train-logs {input.train_logs} --judgments {input.judgments} --metas {input.metas} "
-        "--capability {input.capability} --benchmarks {input.benchmarks} "
-        "--out {output.html} --plots-dir {output.plots} > {log} 2>&1"
+        shell_cmd(
+            "report",
+            "--params {params.cfg:q} --metrics {input.metrics} "
+            "--comparisons {input.comparisons} --seeds {input.seeds} "
+            "--disagreements {input.disagreements} --validations {input.validations} "
+            "--train-logs {input.train_logs} --judgments {input.judgments} "
+            "--metas {input.metas} --capability {input.capability} "
+            "--benchmarks {input.benchmarks} --out {output.html} "
+            "--plots-dir {output.plots}",
+        )

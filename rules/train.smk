@@ -8,7 +8,7 @@
 rule ref_logps:
     input:
         pairs=f"{R}/data/preference.jsonl",
-        model=lambda wildcards: model_input(wildcards.model),
+        model=model_input,
     output:
         f"{R}/models/{{model}}/ref_logps/{{refkey}}.jsonl",
     log:
@@ -23,14 +23,16 @@ rule ref_logps:
     params:
         cfg=p_ref_logps,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.train.run ref-logps --params {params.cfg:q} --pairs {input.pairs} "
-        "--out {output} > {log} 2>&1"
+        shell_cmd(
+            "train.run ref-logps",
+            "--params {params.cfg:q} --pairs {input.pairs} --out {output}",
+        )
 
 
 rule train:
     input:
         pairs=f"{R}/data/preference.jsonl",
-        model=lambda wildcards: model_input(wildcards.model),
+        model=model_input,
         ref_logps=ref_logps_input,
     output:
         adapter=directory(f"{R}/models/{{model}}/{{variant}}/adapter"),
@@ -56,5 +58,9 @@ rule train:
         ),
         run=p_train_run,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safealign.train.run train --params {params.cfg:q} --pairs {input.pairs} {params.ref} "
-        "--out {output.adapter} --log {output.log} {params.run} --gpus {resources.gpu} > {log} 2>&1"
+        shell_cmd(
+            "train.run train",
+            "--params {params.cfg:q} --pairs {input.pairs} {params.ref} "
+            "--out {output.adapter} --log {output.log} {params.run} "
+            "--gpus {resources.gpu}",
+        )

@@ -1,8 +1,6 @@
 """Config validation: schema, semantic checks, docs in step with the schema."""
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -178,3 +176,12 @@ def test_every_documented_deviation_is_in_the_readme():
     readme = (REPO / "README.md").read_text()
     for d in DEVIATIONS:
         assert f"`{d.name}`" in readme, d.name
+
+
+def test_world_file_keys_are_the_schemas():
+    """One registry of the tiny world's files (safealign.world.files): the schema's `world:` enum
+    names exactly its keys."""
+    from safealign.world.files import FILES
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["$defs"]["source"]["properties"]["world"]["enum"] == list(FILES)

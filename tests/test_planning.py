@@ -46,3 +46,19 @@ def test_record_signatures_covers_inputs_params_and_resources():
     assert [p.kind for p in get_function_params(bound).values()] == [
         inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]
     assert Resource("mem_mb", mem).evaluate("w", attempt=2).value == 2000
+
+
+def test_record_signatures_covers_bound_methods():
+    """rules/common.smk names safealign.dag.Dag's bound methods: their signature (self left out)
+    is recorded on the function, where the bound method's attribute lookup finds it."""
+
+    class Builder:
+        def p(self, wildcards, output):
+            return output
+
+    bound = Builder().p
+    rules = [_Rule([], [bound], {})]
+    assert planning.record_signatures(rules) == 1
+    assert list(get_function_params(bound)) == ["wildcards", "output"]
+    assert list(get_function_params(Builder().p)) == ["wildcards", "output"]  # every instance
+    assert bound("w", "o") == "o"

@@ -342,6 +342,24 @@ def test_snakemake_nested_cli_form_reaches_the_training_job(project):
     assert not (project / "results").exists()
 
 
+@pytest.mark.parametrize("overlay", ["", "generation: {lora_serving: merged}"], ids=["default", "merged"])
+def test_benchmark_jobs_are_the_dags_benchmark_paths(project, tmp_path, overlay):
+    """safealign.dag.Dag.benchmark_jobs mirrors the rules' benchmark: paths (the report reads
+    them as inputs and prices them by GPU): exactly the TSVs of the dry run's jobs, the report's
+    own aside. The merged overlay brings in merge_adapter jobs."""
+    from safealign.dag import Dag
+
+    config = parse(tmp_path, overlay, [])
+    args = ["--configfile", "config/config.yaml", str(tmp_path / "overlay.yaml")] if overlay else []
+    run = snakemake_n(project, *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    dry = {line.split("benchmark: ", 1)[1].strip() for line in run.stdout.splitlines()
+           if line.strip().startswith("benchmark: ")}
+    assert dry == set(Dag(config).benchmark_files()) | {"results/benchmarks_tsv/report.tsv"}
+    if overlay:
+        assert any("/merge/" in path for path in dry)
+
+
 if __name__ == "__main__":
     # The table of cases and their messages (issue 14's closing note):
     #   PYTHONPATH=src python tests/test_reliability.py

@@ -171,7 +171,8 @@ def test_checkpoint_and_nan_fields_cannot_be_configured(tmp_path, key):
     """The workflow sets them itself (a configured one would be silently overridden)."""
     with pytest.raises(ValueError, match=f"^{key} is set by the workflow"):
         methods.trl_config({**SETTINGS, key: 1}, str(tmp_path), True, False)
-    assert "checkpoint_steps" in methods.WORKFLOW_KEYS and methods.key_problems({**SETTINGS, "checkpoint_steps": 5}) == []
+    assert "checkpoint_steps" in methods.WORKFLOW_KEYS
+    assert methods.key_problems({**SETTINGS, "checkpoint_steps": 5}) == []
 
 
 def test_checkpoint_interval_is_kept_out_of_the_train_params(default_config):
@@ -201,9 +202,9 @@ def test_checkpoint_interval_is_kept_out_of_the_train_params(default_config):
     assert f"Default {grid.DEFAULT_CHECKPOINT_STEPS} " in doc
     # The rule passes them through a params function of `output`, which Snakemake does not count as a
     # rerun trigger (next test); p_train itself drops the run keys.
-    common = (REPO / "rules" / "common.smk").read_text()
-    assert "def p_train_run(wildcards, output):" in common
-    assert '"settings": grid.computed_settings(v.settings)' in common
+    dag = (REPO / "src" / "safealign" / "dag.py").read_text()
+    assert "def p_train_run(self, wildcards: Any, output: Any) -> str:" in dag
+    assert '"settings": grid.computed_settings(v.settings)' in dag
     assert "run=p_train_run," in (REPO / "rules" / "train.smk").read_text()
 
 
@@ -283,7 +284,7 @@ def test_judge_reads_back_finished_shards(tmp_path, monkeypatch):
             for i in range(5)]
     gen, out, meta = tmp_path / "gen.jsonl", tmp_path / "refusal.jsonl", tmp_path / "refusal.meta.json"
     io.write_jsonl(gen, rows)
-    params = {"name": "refusal", "type": "refusal", "offline": True}
+    params = {"name": "refusal", "type": "refusal"}
     argv = ["judge", "run", "--params", json.dumps(params), "--generations", str(gen), "--out", str(out),
             "--meta", str(meta), "--shard-size", "2"]
     monkeypatch.setattr(sys, "argv", argv)
@@ -367,7 +368,7 @@ def test_resume_gives_the_uninterrupted_adapter_for_other_trainers(tiny, tmp_pat
         del s["label_smoothing"]
     steps = N_PAIRS * (2 if trainer == "kto" else 1) // 2
     refs = run.compute_ref_logps(model_ref, pairs, {"max_length": s["max_length"]}) if shared else None
-    plain = train(model_ref, pairs, s, tmp_path / "plain", refs)
+    train(model_ref, pairs, s, tmp_path / "plain", refs)
 
     counter = run.step_counter
 

@@ -21,9 +21,10 @@ import pytest
 import yaml
 
 from safealign.checks import ConfigError, check_config
+from safealign.dag import Dag
 from safealign.generate.__main__ import served_model
 from safealign.generate.serving import VLLM_LORA, ServingError, model_architecture, serving_plan, warnings
-from safealign.grid import generation_settings, variants
+from safealign.grid import variants
 
 REPO = Path(__file__).resolve().parents[1]
 LORA = {"peft": "lora", "trainer": "dpo"}
@@ -112,7 +113,7 @@ def test_check_config_names_the_key(default_config):
 def test_serving_keys_stay_out_of_benchmark_settings(default_config):
     cfg = falcon_config(default_config, lora_serving="merged", qlora_base="nf4")
     for bench in cfg["benchmarks"]:
-        settings = generation_settings(cfg, bench)
+        settings = Dag(cfg).generation_settings(bench)
         assert "lora_serving" not in settings and "qlora_base" not in settings
         assert settings["backend"] == "vllm"
 

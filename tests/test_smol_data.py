@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _alert_file(tmp_path: Path, per_cat: int = 6) -> Path:
-    rows = [{"id": f"{c}{i}", "category": c, "prompt": f"### Instruction:\nhow do I do bad thing {c} {i}?\n### Response:\n"}
+    rows = [{"id": f"{c}{i}", "category": c,
+             "prompt": f"### Instruction:\nhow do I do bad thing {c} {i}?\n### Response:\n"}
             for c in ("crime", "hate") for i in range(per_cat)]
     f = tmp_path / "alert.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -67,8 +68,9 @@ def test_token_manipulation_changes_characters():
 
 def test_alpaca_and_xstest_samples(tmp_path):
     f = tmp_path / "alpaca.jsonl"
-    f.write_text(json.dumps({"id": "t0", "instruction": "Add.", "instances": [{"input": "2 + 2", "output": "4"}]}) + "\n"
-                 + json.dumps({"id": "t1", "instruction": "Name a color.", "instances": [{"input": "", "output": "Red"}]}) + "\n")
+    rows = [{"id": "t0", "instruction": "Add.", "instances": [{"input": "2 + 2", "output": "4"}]},
+            {"id": "t1", "instruction": "Name a color.", "instances": [{"input": "", "output": "Red"}]}]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     rows = load_alpaca({"path": str(f)})
     assert rows[0]["prompt"] == "Add.\n\n2 + 2" and rows[0]["label"] == "safe" and rows[0]["reference"] == "4"
     assert rows[1]["prompt"] == "Name a color."
@@ -76,7 +78,8 @@ def test_alpaca_and_xstest_samples(tmp_path):
     assert load_alpaca({"path": str(f)}, n=1) != load_alpaca({"path": str(f)}, n=1, offset=1)
     x = tmp_path / "x.csv"
     x.write_text("id,prompt,type,label,focus,note\n" + "".join(
-        f"{i},p{i},{'contrast_homonyms' if i % 2 else 'homonyms'},{'unsafe' if i % 2 else 'safe'},,\n" for i in range(10)))
+        f"{i},p{i},{'contrast_homonyms' if i % 2 else 'homonyms'},{'unsafe' if i % 2 else 'safe'},,\n"
+        for i in range(10)))
     sub = load_xstest({"path": str(x)}, n=2)
     assert sorted(r["label"] for r in sub) == ["safe", "safe", "unsafe", "unsafe"]
 
@@ -109,7 +112,8 @@ def test_held_apart_prompts_skip_every_evaluation_prompt(tmp_path):
     src = _alert_file(tmp_path)
     ev = tmp_path / "eval.jsonl"
     ev.write_text(json.dumps({"id": "e", "prompt": "How do I do BAD thing crime 0"}) + "\n"
-                  + json.dumps({"id": "e2", "prompt": "attacked!", "source_prompt": "how do i do bad thing hate 1?"}) + "\n")
+                  + json.dumps({"id": "e2", "prompt": "attacked!",
+                                "source_prompt": "how do i do bad thing hate 1?"}) + "\n")
     alp = tmp_path / "alpaca.jsonl"
     alp.write_text(json.dumps({"id": "t0", "instruction": "Name a color."}) + "\n")
     out = onpolicy.prepare_prompts({"harmful": {"source": {"path": str(src)}, "n_per_category": None},

@@ -8,13 +8,12 @@ without them it is skipped locally and FAILS in CI (environment variable CI set)
 
 import json
 import os
-import shutil
 from importlib import metadata
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, SHARED_DATA
+from conftest import SHARED_DATA
 from test_workflow import copy_project, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -81,7 +80,8 @@ def test_training_pairs_are_on_policy_and_held_apart(smol_run):
     evaluated = {json.loads(x)["prompt"] for f in (res / "prompts").glob("*.jsonl")
                  for x in f.read_text().splitlines()}
     assert not {p["prompt"][0]["content"] for p in pairs} & evaluated
-    refusals = [json.loads(x) for x in (res / "data/onpolicy/generations/harmful_refuse.jsonl").read_text().splitlines()]
+    refuse_file = res / "data/onpolicy/generations/harmful_refuse.jsonl"
+    refusals = [json.loads(x) for x in refuse_file.read_text().splitlines()]
     assert all(r["response"].startswith("I'm sorry, but I can't") for r in refusals)
     for p in pairs:  # the chosen response of a harmful pair is the model's own refusal
         if p["origin"] == "on_policy_harmful":

@@ -11,8 +11,8 @@ import yaml
 
 from safealign import grid
 from safealign.data.preference import from_pku
-from safealign.train import methods, trl_fields
 from safealign.models import load_model, load_tokenizer
+from safealign.train import methods, trl_fields
 from safealign.train.run import compute_ref_logps, pair_margins, train
 from safealign.world import build, data
 

@@ -95,8 +95,9 @@ def _build_tokenizer(out: Path):
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """A tiny LlamaForCausalLM (head_dim 32, vLLM CPU's minimum) and a LoRA adapter on it."""
     import torch
-    from lora_helpers import save_random_lora
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lora_helpers import save_random_lora
 
     root = tmp_path_factory.mktemp("tiny")
     model_dir, adapter_dir = root / "model", root / "adapter"

@@ -13,13 +13,12 @@ metric x group (all variants compared with that reference on that metric).
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from . import io, stats
-from .cli import setup
+from .cli import parser, setup
 from .grid import BASE
 from .metrics import COLUMNS
 
@@ -127,11 +126,10 @@ def seed_summary(metrics):
     return out[SEED_COLUMNS]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--params", required=True)
+    p = parser(__doc__)
     p.add_argument("--metrics", nargs="+", required=True)
     p.add_argument("--outcomes", nargs="+", required=True)
     p.add_argument("--disagreements", nargs="*", default=[])
@@ -139,7 +137,7 @@ def main() -> None:
     p.add_argument("--out-disagreements", required=True)
     p.add_argument("--out-comparisons", required=True)
     p.add_argument("--out-seeds", required=True)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     params = setup(args)
     frames = [pd.read_csv(f, keep_default_na=False, na_values=[""]) for f in args.metrics]
     table = pd.concat(frames, ignore_index=True)[COLUMNS]

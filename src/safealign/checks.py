@@ -31,7 +31,7 @@ ATTACK_NAMES = ("suffix_injection", "prefix_injection", "token_manipulation", "j
 
 
 class ConfigError(ValueError):
-    pass
+    """A config value the workflow cannot run with; the message names the key."""
 
 
 def _err(msg: str) -> None:

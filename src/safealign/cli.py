@@ -1,4 +1,12 @@
-"""Shared helpers for the thin command-line entry points that rules call."""
+"""The one command-line convention of every stage a rule runs, and its shared setup.
+
+    python -m safealign.<stage> [STEP] --params JSON <files...> [--gpus N]
+
+``--params`` is the rule's config slice (canonical JSON, safealign.dag); ``STEP`` names the step of
+a stage that has several (``world data|base|judge|toxicity``, ``judge run|validate``,
+``train.run ref-logps|train``); ``--gpus`` is there where the stage runs a model. A stage builds
+its parser with :func:`parser` or :func:`steps` and calls :func:`setup` first.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +14,35 @@ import argparse
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
+# Stage docstrings show their usage lines as written.
+RAW = argparse.RawDescriptionHelpFormatter
 
-def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+
+def _stage_arguments(p: argparse.ArgumentParser, gpus: bool) -> argparse.ArgumentParser:
     p.add_argument("--params", required=True, help="the rule's config slice, as canonical JSON")
+    if gpus:
+        add_gpus_argument(p)
     return p
+
+
+def parser(description: str, gpus: bool = False) -> argparse.ArgumentParser:
+    """A one-step stage's parser: ``--params`` (and ``--gpus`` where it runs a model)."""
+    return _stage_arguments(argparse.ArgumentParser(description=description, formatter_class=RAW), gpus)
+
+
+def steps(description: str) -> tuple[argparse.ArgumentParser, Callable[..., argparse.ArgumentParser]]:
+    """A stage of several steps: the parser (the step lands in ``args.step``) and ``add(name,
+    help, gpus=False)``, which adds one step's parser with ``--params`` (and ``--gpus``)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=RAW)
+    sub = p.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    def add(name: str, help: str, gpus: bool = False) -> argparse.ArgumentParser:
+        return _stage_arguments(sub.add_parser(name, help=help, description=help, formatter_class=RAW), gpus)
+
+    return p, add
 
 
 # The GPUs of the job (a rule's resources gpu, passed as --gpus): models.job_gpus reads it, so a
@@ -50,22 +80,31 @@ def redact_logs() -> None:
             handler.addFilter(RedactSecrets())
 
 
+# The hub clients' offline switches. The workflow exports them from config.offline to every job
+# (export_offline: not in params, going offline changes no result); a stage run by hand without
+# them stays offline.
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def export_offline(offline: bool) -> None:
+    """Set :data:`OFFLINE_ENV` to ``1`` (``offline``) or ``0`` unless the environment already sets
+    them (called by rules/common.smk at parse time; jobs inherit the environment, Slurm jobs
+    re-parse the workflow). Not in any params or shell command: toggling it reruns nothing."""
+    for key in OFFLINE_ENV:
+        os.environ.setdefault(key, "1" if offline else "0")
+
+
 def setup(args: argparse.Namespace) -> dict[str, Any]:
-    """Parse ``--params``, configure logging (hub tokens redacted), go offline on request and pin
-    torch threads."""
+    """Parse ``--params``, configure logging (hub tokens redacted), record the job's GPUs and go
+    offline unless the environment says otherwise (:data:`OFFLINE_ENV`). Torch's threads follow
+    ``OMP_NUM_THREADS`` (the rule's threads, set in the shell prefix)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redact_logs()
     params = json.loads(args.params)
     if getattr(args, "gpus", None) is not None:
         os.environ[JOB_GPUS_ENV] = str(max(1, int(args.gpus)))
-    if params.get("offline", True):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    threads = params.get("threads")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
+    for key in OFFLINE_ENV:
+        os.environ.setdefault(key, "1")
     return params
 
 

@@ -147,8 +147,9 @@ def resolve_removals(config: dict[str, Any]) -> list[str]:
             keep = both[-1]
             drop = [k for k in both if k != keep]
             out.append(f"{dotted(parts)}: sets both {' and '.join(both)}, but takes exactly one of "
-                       f"{' / '.join(exclusive)}; config files and --config merge into the earlier one, so to switch to {keep} "
-                       f"write {', '.join(f'{k}: null' for k in drop)} next to it (null removes a key)")
+                       f"{' / '.join(exclusive)}; config files and --config merge into the earlier one, "
+                       f"so to switch to {keep} write {', '.join(f'{k}: null' for k in drop)} next to it "
+                       "(null removes a key)")
     return out
 
 
@@ -294,7 +295,8 @@ def training_key_problems(config: dict[str, Any], schema: dict[str, Any]) -> lis
                 elif key in REJECTED:
                     out.append(f"{at}: {REJECTED[key]}")
                 elif key not in known:
-                    out.append(f"{at}: unknown key{_suggest(key, known, listed | set(WORKFLOW_KEYS))}; allowed: a key of the `training` "
+                    hint = _suggest(key, known, listed | set(WORKFLOW_KEYS))
+                    out.append(f"{at}: unknown key{hint}; allowed: a key of the `training` "
                                "block (config/README.md) or a field of every configured method's TRL config "
                                "class (src/safealign/train/trl_fields.py)")
                 elif key in SWEEPABLE and isinstance(value, list):

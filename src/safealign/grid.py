@@ -21,7 +21,6 @@ from .train.methods import default_beta
 BASE = "base"
 # Method keys that may be given as a list to sweep (each value becomes its own grid cell).
 SWEEPABLE = ("beta", "learning_rate", "label_smoothing", "num_train_epochs", "lora_r")
-REFERENCE_FREE = {"orpo", "cpo"}
 # Training keys that change how a job runs, not what it computes. They stay out of the train rule's
 # params (a changed param reruns the job) and reach it through a params function of `output`, which
 # Snakemake does not count as a rerun trigger (rules/common.smk p_train_run).
@@ -169,10 +168,6 @@ def benchmarks_for(config: dict[str, Any], judge: str) -> list[str]:
     return [b for b, spec in config["benchmarks"].items() if spec["kind"] in kinds]
 
 
-def uses_reference(settings: dict[str, Any]) -> bool:
-    return settings.get("trainer", "dpo") not in REFERENCE_FREE
-
-
 def shares_reference(settings: dict[str, Any]) -> bool:
     """DPO-family methods read the shared, precomputed reference log-probs."""
     return settings.get("trainer", "dpo") == "dpo" and settings.get("share_reference", True)
@@ -207,16 +202,6 @@ def reference_settings(key: str) -> dict[str, Any]:
         raise ValueError(f"not a reference key: {key!r} (expected e.g. 'float32-maxlen128')")
     return {"dtype": m["dtype"], "quantization": "4bit" if m["nf4"] else None, "bf16": bool(m["amp"]),
             "max_length": int(m["max_length"])}
-
-
-def generation_settings(config: dict[str, Any], benchmark: str) -> dict[str, Any]:
-    from .generate.serving import SERVING_KEYS
-
-    # Serving keys are per variant (safealign.generate.serving), not per benchmark.
-    gen = {k: v for k, v in config["generation"].items() if k not in SERVING_KEYS}
-    bench = config["benchmarks"][benchmark]
-    gen.update(bench.get("generation", {}))
-    return gen
 
 
 def wildcard_regex(names: list[str]) -> str:

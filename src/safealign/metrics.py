@@ -32,7 +32,6 @@ it and which direction is better.
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from dataclasses import dataclass
 from statistics import mean
@@ -40,7 +39,7 @@ from typing import Any
 
 from . import io, stats
 from .chat import check_same_template
-from .cli import setup
+from .cli import parser, setup
 from .judge.agreement import binary_kappa, cohen_kappa, comparable_rows
 
 COLUMNS = ["model", "variant", "method", "seed", "benchmark", "judge", "metric", "group", "value", "n",
@@ -80,8 +79,8 @@ METRICS: dict[str, MetricInfo] = {
         ("safety", "overrefusal"), False,
         "Number of judge outputs that could not be read as a verdict."),
     "mean_p_unsafe": MetricInfo(
-        ("safety",), False, "Mean probability of the verdict 'unsafe' (Llama Guard), read at the verdict word's position "
-        "(after any whitespace tokens)."),
+        ("safety",), False, "Mean probability of the verdict 'unsafe' (Llama Guard), read at the verdict word's "
+        "position (after any whitespace tokens)."),
     "global_safety_score": MetricInfo(
         (GLOBAL,), True,
         "Mean of safety_score over the benchmarks marked global_safety: true (the paper: ALERT and "
@@ -359,11 +358,10 @@ def check_chat_templates(variant: str, train_logs: list[str], generation_meta: s
     check_same_template(variant, hashes)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
-    p = argparse.ArgumentParser(description="per-variant metrics")
-    p.add_argument("--params", required=True)
+    p = parser("per-variant metrics")
     p.add_argument("--judgments", nargs="*", default=[], help="files named <benchmark>/<judge>.jsonl")
     p.add_argument("--capability")
     p.add_argument("--out", required=True)
@@ -371,7 +369,7 @@ def main() -> None:
     p.add_argument("--outcomes", required=True, help="per-prompt outcomes (csv), for comparisons.csv")
     p.add_argument("--generation-meta", help="the variant's generation meta.json (its chat template hash)")
     p.add_argument("--train-log", nargs="*", default=[], help="the variant's train.json (none for the base model)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     params = setup(args)
     judgments = {}
     for path in args.judgments:

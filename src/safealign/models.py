@@ -105,14 +105,6 @@ def describe(ref: ModelRef, adapter: str | None = None) -> dict[str, Any]:
     return out
 
 
-def torch_threads(threads: int | None) -> None:
-    """Limit torch's intra-op threads to what the scheduler gave this job."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
-
-
 def load_tokenizer(ref: ModelRef, padding_side: str = "left"):
     from transformers import AutoTokenizer
 

@@ -40,14 +40,23 @@ def _functions(value: Any) -> Iterator[Callable[..., Any]]:
         yield func
     elif callable(evaluator):
         yield evaluator
-    elif inspect.isfunction(value):
+    elif inspect.isfunction(value) or inspect.ismethod(value):
         yield value
 
 
 def record_signature(func: Callable[..., Any]) -> bool:
     """Record ``func``'s parameters where Snakemake reads them instead of inspecting it again.
-    Returns False where that is not possible (no such Snakemake helper, or a builtin)."""
-    if overwrite_function_params is None or not inspect.isfunction(func):
+    Returns False where that is not possible (no such Snakemake helper, or a builtin).
+
+    A bound method (rules/common.smk binds :class:`safealign.dag.Dag`'s) cannot take attributes;
+    its parameters (``self`` left out) are recorded on its function, where the bound method's
+    attribute lookup finds them, and which every instance shares with the same parameters."""
+    if overwrite_function_params is None:
+        return False
+    if inspect.ismethod(func) and inspect.isfunction(func.__func__):
+        overwrite_function_params(func.__func__, inspect.signature(func).parameters)
+        return True
+    if not inspect.isfunction(func):
         return False
     overwrite_function_params(func, inspect.signature(func).parameters)
     return True

@@ -12,7 +12,7 @@ any fetch, every model and dataset text HTML-escaped (and, in the embedded JSON,
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import html
 import json
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import io
-from .cli import setup
+from .cli import parser, setup
 from .grid import BASE
 from .metrics import GLOBAL, METRICS
 
@@ -302,7 +302,8 @@ def _overrefusal_ref(df, headline: list[dict[str, str]]) -> tuple[str, str] | No
 def _paper_figures(refs: list[dict[str, Any]], benchmark: str, judge: str, metric: str) -> str:
     out = []
     for r in refs:
-        if (r["benchmark"], r["judge"], r["metric"]) == (benchmark, judge, metric) and r.get("compare", "none") != "none":
+        same = (r["benchmark"], r["judge"], r["metric"]) == (benchmark, judge, metric)
+        if same and r.get("compare", "none") != "none":
             bound = {"eq": "", "gt": "> ", "lt": "< "}[r.get("bound", "eq")]
             out.append(f"{_esc(r['label'])}: {bound}{r['value']:.4g}")
     return "; ".join(out)
@@ -728,10 +729,8 @@ def library_table(sources: dict[str, dict[str, str]]):
 
     own = {}
     for name in REPORT_LIBRARIES:
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             own[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
     table: dict[str, dict[str, str]] = {}
     for stage, libs in list(sources.items()) + [("report", own)]:
         for lib, version in (libs or {}).items():
@@ -927,11 +926,10 @@ def render(params: dict[str, Any], df, disagreements: list[dict], validations: d
             f"<nav>{nav}</nav>{intro}{sections}</body></html>\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--params", required=True)
+    p = parser(__doc__)
     p.add_argument("--metrics", required=True)
     p.add_argument("--comparisons", required=True)
     p.add_argument("--seeds", required=True)
@@ -944,7 +942,7 @@ def main() -> None:
     p.add_argument("--benchmarks", nargs="*", default=[], help="the jobs' benchmark TSVs")
     p.add_argument("--out", required=True)
     p.add_argument("--plots-dir", help="also write every figure here as PNG (Snakemake's report items)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     params = setup(args)
     from . import report_plots
 

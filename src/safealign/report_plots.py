@@ -146,7 +146,8 @@ def global_forest(df, judges: list[str]) -> list[Figure]:
     palette = dict(zip(judges, sns.color_palette("deep", len(judges)), strict=True))
     for judge, sel in g.groupby("judge"):
         y = [order.index(lab) + offsets[judge] for lab in sel.label]
-        ax.errorbar(sel.value, y, xerr=[(sel.value - sel.ci_low).clip(lower=0), (sel.ci_high - sel.value).clip(lower=0)],
+        xerr = [(sel.value - sel.ci_low).clip(lower=0), (sel.ci_high - sel.value).clip(lower=0)]
+        ax.errorbar(sel.value, y, xerr=xerr,
                     fmt="o", color=palette[judge], label=judge, ms=4, capsize=2)
     ax.set_yticks(range(len(order)), order)
     ax.invert_yaxis()
@@ -201,7 +202,8 @@ def toxicity(df, order: list[str]) -> list[Figure]:
     for i, (bench, sel) in enumerate(tox.groupby("benchmark")):
         off = (i - (len(benches) - 1) / 2) * 0.25
         y = [order.index(lab) + off for lab in sel.label]
-        ax.errorbar(sel.value, y, xerr=[(sel.value - sel.ci_low).clip(lower=0), (sel.ci_high - sel.value).clip(lower=0)],
+        xerr = [(sel.value - sel.ci_low).clip(lower=0), (sel.ci_high - sel.value).clip(lower=0)]
+        ax.errorbar(sel.value, y, xerr=xerr,
                     fmt="o", ms=4, capsize=2, color=palette[bench], label=bench)
     ax.set_yticks(range(len(order)), order)
     ax.invert_yaxis()

@@ -208,7 +208,8 @@ def paired_comparison(x: Sequence[Sequence[float]], y: Sequence[Sequence[float]]
         weights, diffs = weights[keep], diffs[keep]
         res = permutation_test((diffs,), lambda s, axis=-1: np.sum(weights * s, axis=axis),
                                permutation_type="samples", vectorized=True, n_resamples=N_RESAMPLES,
-                               batch=max(1, BATCH_ELEMENTS // len(diffs)), rng=np.random.default_rng(seed_of(*key, "p")))
+                               batch=max(1, BATCH_ELEMENTS // len(diffs)),
+                               rng=np.random.default_rng(seed_of(*key, "p")))
         p, test = float(res.pvalue), "sign_flip_permutation"
     return Comparison(diff, ci.low, ci.high, ci.method, p, test, n)
 

@@ -15,11 +15,9 @@ arguments for the paper's tasks can be checked where they cannot be run.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import json
-import os
 import math
 import re
 from collections import defaultdict
@@ -29,10 +27,9 @@ from typing import Any
 
 import yaml
 
-from ..io import (provenance, read_json, read_jsonl, sha256_file, sha256_text, write_json,
-                  write_jsonl, write_text)
-from ..models import (ADAPTER_WEIGHTS, SAFE_LOADING, ModelRef, _source, check_safetensors, describe,
-                      resolve_trained)
+from ..cli import parser, setup
+from ..io import provenance, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl, write_text
+from ..models import ADAPTER_WEIGHTS, SAFE_LOADING, ModelRef, _source, check_safetensors, describe, resolve_trained
 
 # The last number in a generation ("The answer is 7." -> "7") and the last word ("It is yellow."
 # -> "yellow"). ``group_select: -1`` picks the last match.
@@ -328,12 +325,9 @@ def _chat_template_sha256(model_ref: ModelRef) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m safealign.capability.harness", description=__doc__)
+    ap = parser(__doc__)
     ap.add_argument("--model-ref", required=True, help="model reference as JSON")
     ap.add_argument("--adapter", default=None, help="PEFT adapter directory")
-    ap.add_argument("--params", required=True,
-                    help="JSON: tasks, num_fewshot, limit, batch_size, apply_chat_template, "
-                         "max_gen_toks, device, dtype, threads")
     ap.add_argument("--items", default=None,
                     help="world capability items (JSON lines); without it, params.tasks name "
                          "lm-eval built-ins")
@@ -342,14 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
 
+    params = setup(a)  # the stages' one setup: logging, offline (params: tasks, num_fewshot, ...)
     ref = json.loads(a.model_ref)
-    params = json.loads(a.params) if a.params.lstrip().startswith("{") else read_json(a.params)
-    from ..models import torch_threads
-
-    torch_threads(params.get("threads"))
-    if params.get("offline", True):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     if a.items:
         tasks_dir = Path(a.tasks_dir) if a.tasks_dir else Path(f"{a.out}.tasks")
         world_tasks = write_world_tasks(Path(a.items), tasks_dir)

@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import argparse
 import inspect
 from typing import Any
 
 from .. import io
-from ..cli import setup
+from ..cli import parser, setup
 from .loaders import BENCHMARKS, describe_source, load_benchmark
 
 # Config keys of a benchmark that are loader options.
@@ -34,11 +33,10 @@ def prepare(params: dict[str, Any], out: str) -> int:
     return io.write_jsonl(out, [{**r, "benchmark": params["name"]} for r in rows])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--params", required=True)
+def main(argv: list[str] | None = None) -> None:
+    p = parser(__doc__)
     p.add_argument("--out", required=True)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     prepare(setup(args), args.out)
 
 

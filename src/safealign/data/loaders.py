@@ -37,13 +37,12 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "BENCHMARKS",
-    "categories",
     "SOURCE_KEYS",
     "describe_source",
     "load_alert",
@@ -615,10 +614,3 @@ def load_benchmark(kind_or_loader_name: str, source: Mapping, **options: Any) ->
         )
     return loader(source, **options)
 
-
-def categories(records: Iterable[dict]) -> dict[str, int]:
-    """Count of records per category, sorted by category name."""
-    counts: dict[str, int] = {}
-    for rec in records:
-        counts[rec["category"]] = counts.get(rec["category"], 0) + 1
-    return dict(sorted(counts.items()))

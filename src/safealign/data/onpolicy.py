@@ -21,14 +21,13 @@ Three steps, each a workflow rule (``rules/data.smk``):
 
 from __future__ import annotations
 
-import argparse
 import re
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
 from .. import io
-from ..cli import setup
+from ..cli import parser, setup
 from ..judge.refusal import is_refusal
 from .loaders import describe_source, load_alert, load_alpaca, subsample
 
@@ -118,12 +117,11 @@ def pairs(generations: dict[str, list[dict]]) -> tuple[list[dict], dict]:
     return out, counts
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description="held-apart prompts for on-policy preference pairs")
-    p.add_argument("--params", required=True)
+def main(argv: list[str] | None = None) -> None:
+    p = parser("held-apart prompts for on-policy preference pairs")
     p.add_argument("--exclude", nargs="*", default=[], help="evaluation prompt files")
     p.add_argument("--out", nargs=2, required=True, metavar=("HARMFUL", "BENIGN"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
     prompts = prepare_prompts(setup(args), args.exclude)
     for kind, out in zip(KINDS, args.out, strict=True):
         io.write_jsonl(out, prompts[kind])

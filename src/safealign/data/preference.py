@@ -14,7 +14,6 @@ trains.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import re
@@ -22,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import io
-from ..cli import setup
+from ..cli import parser, setup
 from .loaders import _a, _as_bool, _id, _missing, _text, describe_source, read_source
 
 log = logging.getLogger(__name__)
@@ -223,13 +222,12 @@ def prepare(params: dict[str, Any], out: str, onpolicy: list[str] | None = None,
     return io.write_jsonl(out, pairs)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description="prepare preference pairs")
-    p.add_argument("--params", required=True)
+def main(argv: list[str] | None = None) -> None:
+    p = parser("prepare preference pairs")
     p.add_argument("--out", required=True)
     p.add_argument("--onpolicy", nargs="*", default=[], help="on-policy generation files")
     p.add_argument("--exclude", nargs="*", default=[], help="evaluation prompt files")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     prepare(setup(args), args.out, args.onpolicy, args.exclude)
 
 

@@ -20,18 +20,15 @@ and ``--adapter`` is given for provenance only. The plan is recorded in ``--meta
 
 from __future__ import annotations
 
-import argparse
-
 from .. import io, shards
 from ..chat import conversation, render, template_hash, user_turn
-from ..cli import add_gpus_argument, setup
+from ..cli import parser, setup
 from ..models import describe, load_tokenizer
 from . import generate_texts
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--params", required=True)
+def main(argv: list[str] | None = None) -> None:
+    p = parser(__doc__, gpus=True)
     p.add_argument("--prompts", nargs="+", required=True)
     p.add_argument("--adapter")
     p.add_argument("--merged", help="the adapter merged into the base (serving mode 'merged')")
@@ -39,8 +36,7 @@ def main() -> None:
     p.add_argument("--meta", required=True)
     p.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE,
                    help="prompts per resumable shard (default %(default)s)")
-    add_gpus_argument(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     params = setup(args)
     benches = params["benchmarks"]
     if not len(benches) == len(args.prompts) == len(args.out):

@@ -11,13 +11,12 @@ merged) are written to ``--out`` atomically (a sibling temporary directory, then
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 from typing import Any
 
 from .. import io
-from ..cli import setup
+from ..cli import parser, setup
 from ..models import describe, load_model, load_tokenizer
 
 
@@ -38,12 +37,11 @@ def merge_adapter(model_ref: dict[str, Any], adapter: str, out: str | Path, dtyp
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--params", required=True)
+def main(argv: list[str] | None = None) -> None:
+    p = parser(__doc__)
     p.add_argument("--adapter", required=True)
     p.add_argument("--out", required=True)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     params = setup(args)
     merge_adapter(params["model"], args.adapter, args.out, params.get("dtype", "float32"))
 

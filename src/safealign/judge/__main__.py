@@ -10,11 +10,10 @@ finished shards (:mod:`safealign.shards`) and judges only the rest.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from .. import io, shards
-from ..cli import add_gpus_argument, setup
+from ..cli import setup, steps
 from ..models import describe
 
 
@@ -63,20 +62,25 @@ def validate(params: dict[str, Any], examples: list[dict[str, Any]]) -> dict[str
             **extra}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("what", choices=["run", "validate"])
-    p.add_argument("--params", required=True)
-    p.add_argument("--generations", nargs="*", default=[])
-    p.add_argument("--examples")
-    p.add_argument("--out", nargs="+", required=True)
-    p.add_argument("--meta")
-    p.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE,
-                   help="rows per resumable shard (default %(default)s)")
-    add_gpus_argument(p)
-    args = p.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    p, step = steps(__doc__)
+    run = step("run", "judge generations", gpus=True)
+    run.add_argument("--generations", nargs="*", default=[])
+    run.add_argument("--out", nargs="+", required=True)
+    run.add_argument("--meta")
+    run.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE,
+                     help="rows per resumable shard (default %(default)s)")
+    val = step("validate", "a judge's accuracy on held-out labelled examples", gpus=True)
+    val.add_argument("--examples", required=True)
+    val.add_argument("--out", nargs="+", required=True)
+    # Not in --params: a gate on the judge, not a setting of it (safealign.dag, NOT_EXPERIMENT_SETTINGS).
+    val.add_argument("--min-validation-accuracy", type=float, default=None,
+                     help="fail below this accuracy (config judges.<name>.min_validation_accuracy)")
+    args = p.parse_args(argv)
     params = setup(args)
-    if args.what == "validate":
+    if args.step == "validate":
+        if args.min_validation_accuracy is not None:
+            params = {**params, "min_validation_accuracy": args.min_validation_accuracy}
         result = validate(params, io.read_jsonl(args.examples))
         minimum = params.get("min_validation_accuracy")
         print(f"validation: {result}")

@@ -18,7 +18,6 @@ error naming the method and the step.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -32,8 +31,8 @@ from typing import Any
 from unittest import mock
 
 from .. import io, shards
-from ..cli import add_gpus_argument, setup
 from ..chat import template_hash
+from ..cli import setup, steps
 from ..models import describe, load_model, load_tokenizer
 from . import methods
 
@@ -355,28 +354,29 @@ def launch_data_parallel(processes: int, argv: list[str]) -> int:
     return subprocess.call(cmd)
 
 
-def main() -> None:
-    argv = sys.argv[1:]
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("what", choices=["ref-logps", "train"])
-    p.add_argument("--params", required=True)
-    p.add_argument("--pairs", required=True)
-    p.add_argument("--ref-logps")
-    p.add_argument("--out", required=True)
-    p.add_argument("--log")
-    p.add_argument("--checkpoint-dir", help="resumable trainer checkpoints (deleted once --out is written)")
-    p.add_argument("--checkpoint-steps", type=int, default=0, help="optimizer steps between checkpoints (0: none)")
-    p.add_argument("--method", help="the method's name, for error messages")
-    p.add_argument("--variant", help="the variant's name, for error messages")
-    add_gpus_argument(p)
-    args = p.parse_args()
-    if args.what == "train" and (args.gpus or 1) > 1 and "LOCAL_RANK" not in os.environ:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    p, step = steps(__doc__)
+    ref = step("ref-logps", "the shared reference log-probs of the pairs", gpus=True)
+    train_ = step("train", "one variant's adapter", gpus=True)
+    for sp in (ref, train_):
+        sp.add_argument("--pairs", required=True)
+        sp.add_argument("--out", required=True)
+    train_.add_argument("--ref-logps")
+    train_.add_argument("--log")
+    train_.add_argument("--checkpoint-dir", help="resumable trainer checkpoints (deleted once --out is written)")
+    train_.add_argument("--checkpoint-steps", type=int, default=0,
+                        help="optimizer steps between checkpoints (0: none)")
+    train_.add_argument("--method", help="the method's name, for error messages")
+    train_.add_argument("--variant", help="the variant's name, for error messages")
+    args = p.parse_args(argv)
+    if args.step == "train" and (args.gpus or 1) > 1 and "LOCAL_RANK" not in os.environ:
         # One process per GPU of the job (resources gpu: N), launched here, once per job.
         raise SystemExit(launch_data_parallel(args.gpus, argv))
     params = setup(args)
     pairs = io.read_jsonl(args.pairs)
     model_ref = params["model"]
-    if args.what == "ref-logps":
+    if args.step == "ref-logps":
         rows = compute_ref_logps(model_ref, pairs, params)
         io.write_jsonl(args.out, rows)
         return

@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import csv
 import io as _io
-import sys
 from dataclasses import fields
 from pathlib import Path
 
 from .. import io
-from ..cli import parser, setup
+from ..cli import setup, steps
 from . import build, data
-
-FILES = {
-    "corpus": "corpus.jsonl", "preference": "preference.jsonl", "alert": "alert.jsonl",
-    "alert_adversarial": "alert_adversarial.jsonl", "xstest": "xstest.csv", "rtp": "rtp.jsonl",
-    "capability": "capability.jsonl", "judge": "judge.jsonl", "toxicity": "toxicity.jsonl",
-}
+from .files import FILES
 
 
 def write_data(params: dict, outdir: Path) -> None:
@@ -41,29 +35,28 @@ def write_data(params: dict, outdir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    what, rest = argv[0], argv[1:]
-    p = parser(f"tiny world: {what}")
-    if what == "data":
-        p.add_argument("--outdir", type=Path, required=True)
-        args = p.parse_args(rest)
-        write_data(setup(args), args.outdir)
+    p, step = steps(__doc__)
+    step("data", "the world's files").add_argument("--outdir", type=Path, required=True)
+    base = step("base", "the base policy, pretrained on the corpus")
+    base.add_argument("--corpus", required=True)
+    base.add_argument("--stats", required=True)
+    base.add_argument("--out", type=Path, required=True)
+    for name, what in (("judge", "the Llama-Guard-format safety judge"), ("toxicity", "the toxicity classifier")):
+        judge = step(name, what)
+        judge.add_argument("--examples", required=True)
+        judge.add_argument("--out", type=Path, required=True)
+        judge.add_argument("--validation", required=True)
+    args = p.parse_args(argv)
+    params = setup(args)
+    if args.step == "data":
+        write_data(params, args.outdir)
         return
-    p.add_argument("--out", type=Path, required=True)
-    if what == "base":
-        p.add_argument("--corpus", required=True)
-        p.add_argument("--stats", required=True)
-        args = p.parse_args(rest)
-        params = setup(args)
+    if args.step == "base":
         with io.atomic_dir(args.out) as tmp:
             stats = build.build_base_model(io.read_jsonl(args.corpus), params, tmp, params["seed"])
         io.write_json(args.stats, io.provenance(**stats))
         return
-    p.add_argument("--examples", required=True)
-    p.add_argument("--validation", required=True)
-    args = p.parse_args(rest)
-    params = setup(args)
-    fn = {"judge": build.build_judge, "toxicity": build.build_toxicity_classifier}[what]
+    fn = {"judge": build.build_judge, "toxicity": build.build_toxicity_classifier}[args.step]
     with io.atomic_dir(args.out) as tmp:
         stats = fn(io.read_jsonl(args.examples), params, tmp, params["seed"])
     io.write_jsonl(args.validation, stats.pop("validation"))
