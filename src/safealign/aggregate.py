@@ -20,6 +20,7 @@ from typing import Any
 
 from . import io, stats
 from .cli import setup
+from .specs import AggregateSpec
 from .grid import BASE
 from .metrics import COLUMNS
 
@@ -151,7 +152,7 @@ def main() -> None:
                           for f in args.outcomes], ignore_index=True)
     outcomes["group"] = outcomes["group"].fillna("")
     with io.atomic_path(args.out_comparisons) as tmp:
-        comparisons(table, outcomes, params["references"]).to_csv(tmp, index=False)
+        comparisons(table, outcomes, AggregateSpec.from_params(params).references).to_csv(tmp, index=False)
     with io.atomic_path(args.out_seeds) as tmp:
         seed_summary(table).to_csv(tmp, index=False)
     rows = [r for f in args.disagreements for r in io.read_jsonl(f)]

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import io
 from ..cli import setup
+from ..specs import MergeSpec
 from ..models import describe, load_model, load_tokenizer
 
 
@@ -44,8 +45,8 @@ def main() -> None:
     p.add_argument("--adapter", required=True)
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    params = setup(args)
-    merge_adapter(params["model"], args.adapter, args.out, params.get("dtype", "float32"))
+    spec = MergeSpec.from_params(setup(args))
+    merge_adapter(spec.model, args.adapter, args.out, spec.dtype)
 
 
 if __name__ == "__main__":
