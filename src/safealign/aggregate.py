@@ -20,9 +20,9 @@ from typing import Any
 
 from . import io, stats
 from .cli import setup
-from .specs import AggregateSpec
 from .grid import BASE
 from .metrics import COLUMNS
+from .specs import AggregateSpec
 
 COMPARISON_COLUMNS = ["model", "variant", "reference", "reference_role", "benchmark", "judge", "metric",
                       "group", "value", "reference_value", "difference", "ci_low", "ci_high", "ci_method",

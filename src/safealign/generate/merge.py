@@ -18,8 +18,8 @@ from typing import Any
 
 from .. import io
 from ..cli import setup
-from ..specs import MergeSpec
 from ..models import describe, load_model, load_tokenizer
+from ..specs import MergeSpec
 
 
 def merge_adapter(model_ref: dict[str, Any], adapter: str, out: str | Path, dtype: str = "float32") -> Path:
