@@ -259,7 +259,9 @@ def by_benchmark_and_judge(files: list[list[dict[str, Any]]]) -> dict[tuple[str,
         keys = {(r.get("benchmark"), r.get("judge")) for r in rows}
         if len(keys) != 1 or None in next(iter(keys)):
             raise ValueError(f"a judgments file must hold the rows of one benchmark and one judge, each "
-                             f"row naming both (`benchmark`, `judge`); got {sorted(map(str, keys))[:5]}")
+                             f"row naming both (`benchmark`, `judge`); got {sorted(map(str, keys))[:5]} "
+                             "(judgments written before rows carried them: rerun the judge rules, "
+                             "e.g. snakemake -R judge_llama_guard judge_refusal judge_toxicity)")
         key = keys.pop()
         if key in out:
             raise ValueError(f"two judgments files of benchmark {key[0]!r} and judge {key[1]!r}")
@@ -333,6 +335,9 @@ def variant_metrics(params: dict[str, Any] | MetricsSpec, judgments: dict[tuple[
                 strata = [s for p in parts for s in p]
                 value = mean(stats.value_of([[(x[1], x[2]) for x in u]]) for _, u in strata)
                 add(GLOBAL, judge, [(f"global_{metric}", "", value, len(parts), strata)])
+    if capability and "scores" not in capability:
+        raise ValueError("the capability output must be {scores, provenance} (safealign.capability.harness); "
+                         f"got keys {sorted(capability)[:5]}: rerun the capability rule (snakemake -R capability)")
     if capability:
         for task, res in sorted(capability["scores"].items()):
             u = capability_units(task, res)
