@@ -167,10 +167,11 @@ def test_evaluate_exact_accuracy_and_adapters(tiny_model, items, tmp_path):
     ref = {"path": str(tiny_model)}
 
     base = harness.evaluate(ref, None, tasks, str(tasks_dir), **SETTINGS)
-    assert base["world_math"] == {"metric": "exact_match,extract", "value": pytest.approx(0.8, abs=1e-12),
+    assert set(base) == {"scores", "provenance"}
+    assert base["scores"]["world_math"] == {"metric": "exact_match,extract", "value": pytest.approx(0.8, abs=1e-12),
                                   "stderr": pytest.approx((0.8 * 0.2 / 9) ** 0.5), "n": 10}
-    assert base["world_qa"]["value"] == pytest.approx(0.75, abs=1e-12)
-    assert base["world_qa"]["n"] == 4
+    assert base["scores"]["world_qa"]["value"] == pytest.approx(0.75, abs=1e-12)
+    assert base["scores"]["world_qa"]["n"] == 4
     prov = base["provenance"]
     assert prov["lm_eval"] == "0.4.13" and prov["num_fewshot"] == 0
     assert set(prov["task_config_sha256"]) == {"world_math", "world_qa"}
@@ -178,15 +179,15 @@ def test_evaluate_exact_accuracy_and_adapters(tiny_model, items, tmp_path):
 
     identity = _adapter(tiny_model, tmp_path / "lora_zero", noise=0.0)
     same = harness.evaluate(ref, str(identity), tasks, str(tasks_dir), **SETTINGS)
-    assert {t: same[t]["value"] for t in tasks} == {t: base[t]["value"] for t in tasks}
+    assert {t: same["scores"][t]["value"] for t in tasks} == {t: base["scores"][t]["value"] for t in tasks}
     assert same["provenance"]["model"]["adapter"]
 
     # The adapter really is applied: a noisy one breaks the memorised answers.
     broken = _adapter(tiny_model, tmp_path / "lora_noise", noise=2.0)
     worse = harness.evaluate(ref, str(broken), tasks, str(tasks_dir), limit=4,
                              **{k: v for k, v in SETTINGS.items() if k != "limit"})
-    assert worse["world_math"]["n"] == 4
-    assert worse["world_math"]["value"] < 1.0  # the first 4 items are all answerable
+    assert worse["scores"]["world_math"]["n"] == 4
+    assert worse["scores"]["world_math"]["value"] < 1.0  # the first 4 items are all answerable
 
 
 
@@ -213,8 +214,8 @@ def test_cli_writes_tidy_json(tiny_model, items, tmp_path):
     harness.main(["--model-ref", json.dumps({"path": str(tiny_model)}), "--params", json.dumps(params),
                   "--items", str(items), "--out", str(out)])
     res = read_json(out)
-    assert set(res) == {"world_qa", "provenance"}
-    assert res["world_qa"]["value"] == pytest.approx(0.75, abs=1e-12)
+    assert set(res) == {"scores", "provenance"} and set(res["scores"]) == {"world_qa"}
+    assert res["scores"]["world_qa"]["value"] == pytest.approx(0.75, abs=1e-12)
     assert (Path(f"{out}.tasks") / "world_qa.yaml").is_file()
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
 

@@ -73,10 +73,11 @@ def test_the_metrics_step_fails_naming_both_hashes_when_generation_used_another_
         _tokenizer(tmp_path / "b", chatml.replace("<|im_start|>", "<|im_start|> "))))
     (tmp_path / "train.json").write_text(json.dumps({"chat_template_sha256": trained}))
     (tmp_path / "meta.json").write_text(json.dumps({"chat_template_sha256": edited}))
-    (tmp_path / "capability.json").write_text(json.dumps({"provenance": {"chat_template_sha256": trained}}))
+    cap = {"scores": {}, "provenance": {"chat_template_sha256": trained}}
+    (tmp_path / "capability.json").write_text(json.dumps(cap))
     out = subprocess.run(
         [sys.executable, "-m", "safealign.metrics",
-         "--params", json.dumps({"model": "tiny", "variant": "safe_dpo-seed0"}),
+         "--params", json.dumps({"model": "tiny", "variant": "safe_dpo-seed0", "benchmark_kinds": {}}),
          "--capability", str(tmp_path / "capability.json"), "--out", str(tmp_path / "m.csv"),
          "--disagreements", str(tmp_path / "d.jsonl"), "--outcomes", str(tmp_path / "o.csv"),
          "--generation-meta", str(tmp_path / "meta.json"), "--train-log", str(tmp_path / "train.json")],

@@ -85,7 +85,8 @@ CASES = [
     (setitem("generation.max_new_tokens", 48), {"generate", "report"}),
     (setitem("generation.dtype", "bfloat16"), {"generate", "report"}),
     (setitem("judges.llama_guard.batch_size", 32), {"judge_llama_guard", "validate_judge", "report"}),
-    (setitem("judges.toxicity.threshold", 0.6), {"judge_toxicity", "validate_judge", "metrics", "report"}),
+    # The judge writes `toxic` (score >= its threshold) into each row; metrics read it from there.
+    (setitem("judges.toxicity.threshold", 0.6), {"judge_toxicity", "validate_judge", "report"}),
     (setitem("world.seed", 1), {"world_data", "report"}),
     (setitem("models.tiny.world.seed", 1), {"world_base_model", "report"}),
     (setitem("judges.toxicity.model.world.seed", 1), {"world_judge_model", "report"}),

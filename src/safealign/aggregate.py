@@ -21,6 +21,7 @@ from . import io, stats
 from .cli import parser, setup
 from .grid import BASE
 from .metrics import COLUMNS
+from .specs import AggregateSpec
 
 COMPARISON_COLUMNS = ["model", "variant", "reference", "reference_role", "benchmark", "judge", "metric",
                       "group", "value", "reference_value", "difference", "ci_low", "ci_high", "ci_method",
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                           for f in args.outcomes], ignore_index=True)
     outcomes["group"] = outcomes["group"].fillna("")
     with io.atomic_path(args.out_comparisons) as tmp:
-        comparisons(table, outcomes, params["references"]).to_csv(tmp, index=False)
+        comparisons(table, outcomes, AggregateSpec.from_params(params).references).to_csv(tmp, index=False)
     with io.atomic_path(args.out_seeds) as tmp:
         seed_summary(table).to_csv(tmp, index=False)
     rows = [r for f in args.disagreements for r in io.read_jsonl(f)]

@@ -526,16 +526,13 @@ class Dag:
     def p_metrics(self, wildcards: Any) -> str:
         c = self.config
         v = self.variant(wildcards)
-        tox = [s.get("threshold", 0.5) for s in c["judges"].values() if s["type"] == "toxicity"]
         return grid.canonical({
             "model": v.model,
             "variant": v.name,
             "method": v.method,
             "seed": v.seed,
             "benchmark_kinds": {b: s["kind"] for b, s in c["benchmarks"].items()},
-            "toxicity_threshold": tox[0] if tox else 0.5,
             "global_parts": report_spec.global_parts(c),
-            "judge_types": {j: s["type"] for j, s in c["judges"].items()},
         })
 
     def p_aggregate(self, wildcards: Any) -> str:

@@ -53,9 +53,13 @@ def check_safetensors(directory: str | os.PathLike, what: str = "model directory
         )
 
 
-def _source(ref: ModelRef) -> tuple[str, dict[str, Any]]:
-    """Return the ``from_pretrained`` name and keyword arguments for a reference (the weights
-    arguments: ``revision``, ``gguf_file``; :data:`SAFE_LOADING` is added by the loaders)."""
+def resolve_ref(ref: ModelRef) -> tuple[str, dict[str, Any]]:
+    """The one resolution of a model reference: the ``from_pretrained`` name (a checked local
+    directory, or the hub id) and the weights arguments (``revision``, ``gguf_file``;
+    :data:`SAFE_LOADING` is added by the loaders). The transformers loaders here, lm-eval's
+    ``model_args`` (capability/harness.py) and vLLM's ``LLM`` arguments (generate/vllm_backend.py)
+    all start from it. A local directory must exist and (without ``gguf_file``) hold safetensors;
+    a hub id needs a pinned ``revision``."""
     if "path" in ref:
         path = Path(ref["path"])
         if not path.exists():
@@ -108,7 +112,7 @@ def describe(ref: ModelRef, adapter: str | None = None) -> dict[str, Any]:
 def load_tokenizer(ref: ModelRef, padding_side: str = "left"):
     from transformers import AutoTokenizer
 
-    name, kwargs = _source(ref)
+    name, kwargs = resolve_ref(ref)
     tok = AutoTokenizer.from_pretrained(name, **kwargs, **SAFE_LOADING)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -145,7 +149,7 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    name, kwargs = _source(ref)
+    name, kwargs = resolve_ref(ref)
     kwargs.update(SAFE_LOADING)
     if not kwargs.get("gguf_file"):
         kwargs["use_safetensors"] = True

@@ -40,6 +40,7 @@ from typing import Any
 
 from . import io
 from .cli import parser, setup
+from .specs import PackageModelSpec
 
 # What the conversion writes and every later rule loads (see the module docstring).
 DTYPE = "float32"
@@ -275,9 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--provenance", type=Path, required=True)
     args = p.parse_args(argv)
-    params = setup(args)
+    spec = PackageModelSpec.from_params(setup(args))
     with io.atomic_dir(args.out) as tmp:
-        record = convert(params["package"], args.gguf, tmp, params.get("record_sha256"))
+        record = convert(spec.package, args.gguf, tmp, spec.record_sha256)
     # The weights' hashes name the final directory, not the temporary one.
     record["output"]["path"] = str(args.out)
     io.write_json(args.provenance, record)

@@ -23,6 +23,7 @@ from . import io
 from .cli import parser, setup
 from .grid import BASE
 from .metrics import GLOBAL, METRICS
+from .specs import ReportSpec
 
 # ---------------------------------------------------------------- what the report shows (from config)
 # The headline columns and the paper's reference figures are config (report.headline,
@@ -309,11 +310,12 @@ def _paper_figures(refs: list[dict[str, Any]], benchmark: str, judge: str, metri
     return "; ".join(out)
 
 
-def headline_claims(df, comp, params: dict[str, Any]) -> list[dict[str, str]]:
+def headline_claims(df, comp, params: dict[str, Any] | ReportSpec) -> list[dict[str, str]]:
     """One line per claim of the paper, checked on this run, per model: base vs the best aligned
     variant by global safety, with CIs, the paired difference and its Holm-adjusted p."""
-    headline = params["headline"]
-    refs = params.get("paper_reference") or []
+    spec = ReportSpec.from_params(params)
+    headline = spec.headline
+    refs = spec.paper_reference
     judge = _safety_judge(df, headline)
     lines = []
     for model in sorted(df.model.unique()):
@@ -738,12 +740,13 @@ def library_table(sources: dict[str, dict[str, str]]):
     return pd.DataFrame.from_dict(table, orient="index").sort_index().fillna("")
 
 
-def provenance_html(params: dict[str, Any], train_logs: dict[str, Any], metas: dict[str, Any],
+def provenance_html(params: dict[str, Any] | ReportSpec, train_logs: dict[str, Any], metas: dict[str, Any],
                     capability: dict[str, Any], cwd: Path) -> str:
     import pandas as pd
 
+    spec = ReportSpec.from_params(params)
     parts = ["<table class='grid'>",
-             f"<tr><th>config sha256</th><td><code>{_esc(params.get('config_sha256', '–'))}</code> "
+             f"<tr><th>config sha256</th><td><code>{_esc(spec.config_sha256)}</code> "
              "(canonical JSON of the merged, validated config)</td></tr>",
              f"<tr><th>git commit</th><td><code>{_esc(git_commit(cwd))}</code></td></tr>",
              f"<tr><th>generated</th><td>{datetime.now(UTC).isoformat(timespec='seconds')}</td></tr></table>"]
@@ -756,7 +759,7 @@ def provenance_html(params: dict[str, Any], train_logs: dict[str, Any], metas: d
     for key, cap in sorted(capability.items()):
         sources.setdefault("capability", (cap.get("provenance") or {}).get("libraries") or {})
     parts += ["<h3>Library versions</h3>", library_table(sources).to_html(classes="grid")]
-    refs = params.get("sources") or []
+    refs = spec.sources
     if refs:
         parts += ["<h3>Models, judges and datasets as configured</h3><p>A hub revision that is not a "
                   "commit sha is not reproducible (the workflow warns at parse time).</p>",
@@ -834,7 +837,7 @@ SECTIONS = [("headline", "Headline"), ("methods", "Method x benchmark"), ("compa
             ("cost", "Cost"), ("provenance", "Provenance"), ("definitions", "Metric definitions")]
 
 
-def render(params: dict[str, Any], df, disagreements: list[dict], validations: dict[str, Any],
+def render(params: dict[str, Any] | ReportSpec, df, disagreements: list[dict], validations: dict[str, Any],
            train_logs: dict[str, Any], cost=None, *, comp=None, seeds=None, judgments=None, metas=None,
            capability=None, cwd: Path | None = None) -> str:
     """The report page (see the module docstring); every section has an id (SECTIONS)."""
@@ -850,16 +853,17 @@ def render(params: dict[str, Any], df, disagreements: list[dict], validations: d
         comp["group"] = comp["group"].fillna("")
     labels = variant_labels(df)
     df["label"] = [labels[(m, v)] for m, v in zip(df.model, df.variant, strict=True)]
-    headline = params["headline"]
-    parts_cfg = params["global_parts"]
+    params = ReportSpec.from_params(params)
+    headline = params.headline
+    parts_cfg = params.global_parts
     judge = _safety_judge(df, headline)
     body: dict[str, str] = {}
     body["headline"] = headline_html(headline_claims(df, comp, params), judge)
-    if params.get("paper_reference"):
+    if params.paper_reference:
         body["headline"] += ("<h3>The paper's figures beside this run's</h3><p>From "
                              "config.report.paper_reference; the paper reports percentages, shown here as "
                              "shares in [0, 1].</p>"
-                             + reference_table(df, params["paper_reference"]).to_html(index=False, classes="grid"))
+                             + reference_table(df, params.paper_reference).to_html(index=False, classes="grid"))
     body["methods"] = method_table_html(df, comp, headline, labels)
     body["comparisons"] = (
         "<p>Each variant against the base model and against Safe-DPO (TRL's sigmoid DPO loss) on the same "
@@ -920,9 +924,9 @@ def render(params: dict[str, Any], df, disagreements: list[dict], validations: d
     csp = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta http-equiv='Content-Security-Policy' content=\"{csp}\">"
-            f"<title>{_esc(params.get('title', 'safealign report'))}</title><style>{STYLE}</style>"
+            f"<title>{_esc(params.title)}</title><style>{STYLE}</style>"
             f"<script>{STATUS_JS}</script></head><body>"
-            f"<div id='page-status' hidden></div><h1>{_esc(params.get('title', 'safealign report'))}</h1>"
+            f"<div id='page-status' hidden></div><h1>{_esc(params.title)}</h1>"
             f"<nav>{nav}</nav>{intro}{sections}</body></html>\n")
 
 
@@ -943,7 +947,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--plots-dir", help="also write every figure here as PNG (Snakemake's report items)")
     args = p.parse_args(argv)
-    params = setup(args)
+    params = ReportSpec.from_params(setup(args))
     from . import report_plots
 
     report_plots.PLOTS_DIR[0] = args.plots_dir
@@ -970,7 +974,7 @@ def main(argv: list[str] | None = None) -> None:
                else f"{q[-3]}/{q[-2]}/{q[-1].removesuffix('.meta.json')}")
         metas[key] = io.read_json(path)
     capability = {f"{Path(c).parts[-2]}/{Path(c).stem}": io.read_json(c) for c in args.capability}
-    cost = cost_tables(args.benchmarks, params.get("gpus") or {})
+    cost = cost_tables(args.benchmarks, params.gpus)
     io.write_text(args.out, render(params, df, io.read_jsonl(args.disagreements), validations, train_logs, cost,
                                    comp=comp, seeds=seeds, judgments=judgments, metas=metas,
                                    capability=capability, cwd=Path.cwd()))

@@ -29,7 +29,8 @@ import yaml
 
 from ..cli import parser, setup
 from ..io import provenance, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl, write_text
-from ..models import ADAPTER_WEIGHTS, SAFE_LOADING, ModelRef, _source, check_safetensors, describe, resolve_trained
+from ..models import ADAPTER_WEIGHTS, SAFE_LOADING, ModelRef, check_safetensors, describe, resolve_ref, resolve_trained
+from ..specs import CapabilitySpec
 
 # The last number in a generation ("The answer is 7." -> "7") and the last word ("It is yellow."
 # -> "yellow"). ``group_select: -1`` picks the last match.
@@ -131,7 +132,7 @@ def write_world_tasks(items_jsonl: Path, out_dir: Path) -> list[str]:
 def model_args(ref: ModelRef, adapter: str | None, dtype: str) -> dict[str, Any]:
     """lm-eval ``hf`` model_args for a model reference (+ optional PEFT adapter)."""
     ref, adapter = resolve_trained(ref, adapter)
-    name, kwargs = _source(ref)
+    name, kwargs = resolve_ref(ref)
     # HFLM passes trust_remote_code and extra model_args on to from_pretrained: the same safe
     # loading as models.load_model (no repository code, safetensors only).
     args: dict[str, Any] = {"pretrained": name, "dtype": dtype, **SAFE_LOADING}
@@ -278,8 +279,9 @@ def evaluate(
     device: str = "cpu",
     dtype: str | None = None,
 ) -> dict[str, Any]:
-    """Run lm-eval on ``tasks`` and return ``{task: {"metric", "value", "stderr", "n"}}`` plus
-    ``"provenance"`` (lm_eval version, per-task config hashes and n-shot, model ref, settings).
+    """Run lm-eval on ``tasks`` and return the capability output, ``{"scores": {task: {"metric",
+    "value", "stderr", "n"}}, "provenance": {...}}`` (lm_eval version, per-task config hashes and
+    n-shot, model ref, settings).
 
     ``metric`` is lm-eval's ``"<metric>,<filter>"`` key; ``value`` is in [0, 1] for accuracy-like
     metrics; ``n`` counts the documents scored (after ``limit``).
@@ -294,11 +296,12 @@ def evaluate(
         results = lm_eval.simple_evaluate(task_manager=task_manager, **args["simple_evaluate"])
     if results is None:  # only non-zero ranks return None; this runs single-process
         raise RuntimeError("lm_eval.simple_evaluate returned no results")
-    out: dict[str, Any] = tidy(results)
-    missing = [t for t in tasks if t not in out]
+    scores = tidy(results)
+    missing = [t for t in tasks if t not in scores]
     if missing:
-        raise RuntimeError(f"lm-eval reported no metric for tasks {missing}; got {sorted(out)}")
+        raise RuntimeError(f"lm-eval reported no metric for tasks {missing}; got {sorted(scores)}")
     configs = results.get("configs", {})
+    out: dict[str, Any] = {"scores": scores}
     out["provenance"] = provenance(
         lm_eval=lm_eval.__version__,
         task_config_sha256={t: _config_hash(c) for t, c in sorted(configs.items())},
@@ -338,26 +341,27 @@ def main(argv: list[str] | None = None) -> None:
 
     params = setup(a)  # the stages' one setup: logging, offline (params: tasks, num_fewshot, ...)
     ref = json.loads(a.model_ref)
+    spec = CapabilitySpec.from_params(params)
     if a.items:
         tasks_dir = Path(a.tasks_dir) if a.tasks_dir else Path(f"{a.out}.tasks")
         world_tasks = write_world_tasks(Path(a.items), tasks_dir)
-        tasks, include_path = params.get("tasks") or world_tasks, str(tasks_dir)
+        tasks, include_path = spec.tasks or world_tasks, str(tasks_dir)
     else:
-        if not params.get("tasks"):
+        if not spec.tasks:
             raise ValueError("params.tasks must name lm-eval tasks when --items is not given")
-        tasks, include_path = params["tasks"], None
+        tasks, include_path = spec.tasks, None
     result = evaluate(
         ref,
         a.adapter or None,
         tasks,
         include_path,
-        params.get("num_fewshot"),
-        params.get("limit"),
-        int(params.get("batch_size", 8)),
-        bool(params.get("apply_chat_template", True)),
-        params.get("max_gen_toks"),
-        device=params.get("device", "cpu"),
-        dtype=params.get("dtype"),
+        spec.num_fewshot,
+        spec.limit,
+        int(spec.batch_size),
+        bool(spec.apply_chat_template),
+        spec.max_gen_toks,
+        device=spec.device,
+        dtype=spec.dtype,
     )
     write_json(a.out, result)
 

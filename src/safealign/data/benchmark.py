@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import io
 from ..cli import parser, setup
+from ..specs import BenchmarkSpec
 from .loaders import BENCHMARKS, describe_source, load_benchmark
 
 # Config keys of a benchmark that are loader options.
@@ -17,20 +18,21 @@ LOADER_OPTIONS = ("n_per_category", "n", "seed", "challenging_only", "offset_per
                   "attack_types", "attacks_per_prompt")
 
 
-def prepare(params: dict[str, Any], out: str) -> int:
+def prepare(params: dict[str, Any] | BenchmarkSpec, out: str) -> int:
     """The ``benchmark_prompts`` rule: load one benchmark's prompts and write them to ``out``
     (atomically; nothing is written when the source is bad). Returns the number of prompts."""
-    loader = BENCHMARKS[params["loader"]]
+    spec = BenchmarkSpec.from_params(params)
+    loader = BENCHMARKS[spec.loader]
     accepted = inspect.signature(loader).parameters
-    options = {k: params[k] for k in LOADER_OPTIONS if params.get(k) is not None and k in accepted}
-    rows = load_benchmark(params["loader"], params["source"], **options)
+    options = {k: getattr(spec, k) for k in LOADER_OPTIONS if getattr(spec, k) is not None and k in accepted}
+    rows = load_benchmark(spec.loader, spec.source, **options)
     if not rows:
-        where = describe_source(params["source"], params["name"])
+        where = describe_source(spec.source, spec.name)
         why = (" (only rows with 'challenging' true are kept unless challenging_only is false)"
-               if "challenging_only" in accepted and params.get("challenging_only", True) else "")
-        raise ValueError(f"benchmark {params['name']!r} has no prompts: {where} yielded none with "
-                         f"loader {params['loader']!r}, options {options}{why}")
-    return io.write_jsonl(out, [{**r, "benchmark": params["name"]} for r in rows])
+               if "challenging_only" in accepted and spec.challenging_only else "")
+        raise ValueError(f"benchmark {spec.name!r} has no prompts: {where} yielded none with "
+                         f"loader {spec.loader!r}, options {options}{why}")
+    return io.write_jsonl(out, [{**r, "benchmark": spec.name} for r in rows])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 from .. import io
 from ..cli import parser, setup
 from ..judge.refusal import is_refusal
+from ..specs import OnPolicyPromptsSpec
 from .loaders import describe_source, load_alert, load_alpaca, subsample
 
 # The generation arms, in the order onpolicy_generate writes them.
@@ -53,15 +54,16 @@ def eval_prompts(files: Iterable[str]) -> dict[str, str]:
     return seen
 
 
-def prepare_prompts(params: dict[str, Any], exclude: list[str]) -> dict[str, list[dict]]:
+def prepare_prompts(params: dict[str, Any] | OnPolicyPromptsSpec, exclude: list[str]) -> dict[str, list[dict]]:
     """The held-apart harmful and benign prompts (``params``: the ``on_policy`` block)."""
+    prompts = OnPolicyPromptsSpec.from_params(params)
     banned = eval_prompts(exclude)
     out: dict[str, list[dict]] = {}
     for kind, loader in (("harmful", load_alert), ("benign", load_alpaca)):
-        spec = params[kind]
-        records = loader(spec["source"])
+        spec = getattr(prompts, kind)
+        records = loader(spec.source)
         kept, seen = [], set()
-        limit = spec.get("max_prompt_chars")
+        limit = spec.max_prompt_chars
         for r in records:  # ALERT repeats some prompts under other ids: keep the first
             key = norm(r["prompt"])
             if limit and len(r["prompt"]) > limit:
@@ -70,12 +72,12 @@ def prepare_prompts(params: dict[str, Any], exclude: list[str]) -> dict[str, lis
                 seen.add(key)
                 kept.append(r)
         if kind == "harmful":
-            kept = subsample(kept, spec.get("n_per_category"), spec.get("seed", 0), by=lambda r: r["category"])
+            kept = subsample(kept, spec.n_per_category, spec.seed, by=lambda r: r["category"])
         else:
-            kept = subsample(kept, spec.get("n"), spec.get("seed", 0))
+            kept = subsample(kept, spec.n, spec.seed)
         if not kept:
             raise ValueError(f"config.preference_data.on_policy.{kind}: "
-                             f"{describe_source(spec['source'], kind)} has no prompt outside the "
+                             f"{describe_source(spec.source, kind)} has no prompt outside the "
                              "evaluation benchmarks")
         out[kind] = [{**r, "kind": kind} for r in kept]
     return out

@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import io
 from ..cli import parser, setup
+from ..specs import PreferenceSpec
 from .loaders import _a, _as_bool, _id, _missing, _text, describe_source, read_source
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def check_disjoint(pairs: list[dict[str, Any]], eval_files: list[str]) -> None:
                                  f"user turn: {hit}; training must not see evaluation prompts")
 
 
-def prepare(params: dict[str, Any], out: str, onpolicy: list[str] | None = None,
+def prepare(params: dict[str, Any] | PreferenceSpec, out: str, onpolicy: list[str] | None = None,
             exclude: list[str] | None = None) -> int:
     """The ``preference_data`` rule: read, validate, subsample and write the pairs to ``out``
     (atomically; nothing is written when any row is bad). ``onpolicy``: the on-policy generation
@@ -192,27 +193,28 @@ def prepare(params: dict[str, Any], out: str, onpolicy: list[str] | None = None,
     pair may share a prompt with. Returns the number of pairs."""
     from . import onpolicy as op
 
-    schema = params.get("schema", "pku_saferlhf")
+    spec = PreferenceSpec.from_params(params)
+    schema = spec.schema
     if schema not in SCHEMAS:
         raise ValueError(f"config.preference_data.schema must be one of {list(SCHEMAS)}, got {schema!r}")
     pairs: list[dict[str, Any]] = []
     where, rows = "preference_data", []
-    if params.get("source"):
-        where = describe_source(params["source"], "preference_data")
-        rows = read_source(params["source"], what="preference_data", default_split="train")
+    if spec.source:
+        where = describe_source(spec.source, "preference_data")
+        rows = read_source(spec.source, what="preference_data", default_split="train")
         if schema == "hh_rlhf":
-            pairs = from_hh_rlhf(rows, params.get("single_turn_only", True), where=where)
+            pairs = from_hh_rlhf(rows, spec.single_turn_only, where=where)
         else:
             pairs = from_pku(rows, where=where)
-    if params.get("on_policy"):
+    if spec.on_policy:
         if len(onpolicy or []) != len(op.ARMS):
             raise ValueError(f"config.preference_data.on_policy needs the {len(op.ARMS)} generation files {op.ARMS}")
         gens = {arm: io.read_jsonl(f) for arm, f in zip(op.ARMS, onpolicy, strict=True)}
         made, counts = op.pairs(gens)
         log.info("on-policy pairs: %s", counts)
         pairs += made
-    if params.get("max_pairs"):
-        pairs = sorted(random.Random(params.get("seed", 0)).sample(pairs, min(len(pairs), params["max_pairs"])),
+    if spec.max_pairs:
+        pairs = sorted(random.Random(spec.seed).sample(pairs, min(len(pairs), spec.max_pairs)),
                        key=lambda r: r["id"])
     if not pairs:
         raise ValueError(f"{where}: no usable pairs in {len(rows)} row(s) (every row was dropped: the safer "

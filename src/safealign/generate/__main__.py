@@ -24,6 +24,7 @@ from .. import io, shards
 from ..chat import conversation, render, template_hash, user_turn
 from ..cli import parser, setup
 from ..models import describe, load_tokenizer
+from ..specs import GenerateSpec, GenerationSettings
 from . import generate_texts
 
 
@@ -38,21 +39,22 @@ def main(argv: list[str] | None = None) -> None:
                    help="prompts per resumable shard (default %(default)s)")
     args = p.parse_args(argv)
     params = setup(args)
-    benches = params["benchmarks"]
+    spec = GenerateSpec.from_params(params)
+    benches = params["benchmarks"]  # as given: recorded in meta.json and in the shard keys
     if not len(benches) == len(args.prompts) == len(args.out):
         raise ValueError("--prompts, --out and params.benchmarks must have the same length")
-    tok = load_tokenizer(params["model"])
-    serving = params.get("serving") or {"mode": "adapter" if args.adapter else "base"}
-    model_ref, adapter = served_model(params["model"], args.adapter, args.merged, serving)
+    tok = load_tokenizer(spec.model)
+    serving = spec.serving or {"mode": "adapter" if args.adapter else "base"}
+    model_ref, adapter = served_model(spec.model, args.adapter, args.merged, serving)
     meta = {}
-    for bench, prompts_file, out in zip(benches, args.prompts, args.out, strict=True):
+    for bench, b, prompts_file, out in zip(benches, spec.benchmarks, args.prompts, args.out, strict=True):
         records = io.read_jsonl(prompts_file)
-        system = bench.get("system_prompt")
-        template = bench.get("user_template") or "{prompt}"
+        system = b.system_prompt
+        template = b.user_template
         turns = [user_turn(template, r["prompt"]) for r in records]
         # A response prefix (on-policy refusals: preference_data.on_policy.refusal_prefix) is
         # written into the assistant turn; the model continues it and the row's response keeps it.
-        prefix = bench.get("response_prefix") or ""
+        prefix = b.response_prefix or ""
         rendered = [render(tok, conversation(t, system=system)) + prefix for t in turns]
         settings = bench["generation"]
         if serving.get("quantization"):
@@ -96,9 +98,11 @@ def _shard_key(params: dict, bench: dict, prompts_file: str, adapter: str | None
 def _shard_work(model: dict, adapter: str | None, rendered: list[str], settings: dict):
     """Generate prompts [lo, hi) in one backend call; prompt_index is made global again, and the
     seed is offset by ``lo`` so that shards do not repeat one random stream."""
+    s = GenerationSettings.from_params(settings)
+
     def work(k: int, lo: int, hi: int) -> tuple[list[dict], None]:
-        shard_settings = {**settings, "seed": int(settings.get("seed", 0)) + lo}
-        outs = generate_texts(model, adapter, rendered[lo:hi], shard_settings, settings["backend"])
+        shard_settings = {**settings, "seed": s.seed + lo}
+        outs = generate_texts(model, adapter, rendered[lo:hi], shard_settings, s.backend)
         return [{**o, "prompt_index": o["prompt_index"] + lo} for o in outs], None
 
     return work

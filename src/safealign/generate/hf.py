@@ -8,6 +8,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..models import load_model, load_tokenizer
+from ..specs import GenerationSettings
 
 _LOADED: dict[str, tuple] = {}
 
@@ -31,18 +32,22 @@ def _load(model_ref: dict[str, Any], adapter: str | None, dtype: str, quantizati
 
 
 def generate_texts(
-    model_ref: dict[str, Any], adapter: str | None, prompts: list[str], settings: dict[str, Any]
+    model_ref: dict[str, Any], adapter: str | None, prompts: list[str],
+    settings: dict[str, Any] | GenerationSettings,
 ) -> list[dict[str, Any]]:
+    """Generate with transformers; ``settings`` as :class:`safealign.specs.GenerationSettings`
+    (its defaults: the config schema's)."""
     import torch
 
-    tok, model = _load(model_ref, adapter, settings.get("dtype", "float32"), settings.get("quantization"))
-    do_sample = bool(settings.get("do_sample", False))
-    num_samples = int(settings.get("num_samples", 1))
-    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
-    per_pos_lp = int(settings.get("logprobs", 0) or 0)
-    batch_size = int(settings.get("batch_size", 16))
+    s = GenerationSettings.from_params(settings)
+    tok, model = _load(model_ref, adapter, s.dtype, s.quantization)
+    do_sample = bool(s.do_sample)
+    num_samples = int(s.num_samples)
+    top_k_lp = int(s.first_token_logprobs or 0)
+    per_pos_lp = int(s.logprobs or 0)
+    batch_size = int(s.batch_size)
     gen_kwargs: dict[str, Any] = dict(
-        max_new_tokens=int(settings["max_new_tokens"]),
+        max_new_tokens=int(s.max_new_tokens),
         do_sample=do_sample,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
@@ -51,11 +56,10 @@ def generate_texts(
         return_dict_in_generate=True,
     )
     if do_sample:
-        gen_kwargs.update(temperature=float(settings.get("temperature", 1.0)),
-                          top_p=float(settings.get("top_p", 1.0)))
+        gen_kwargs.update(temperature=float(s.temperature), top_p=float(s.top_p))
     else:
         gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-    torch.manual_seed(int(settings.get("seed", 0)))
+    torch.manual_seed(int(s.seed))
     names: dict[int, str] = {}  # token id -> text: per-position top-k decodes the same ids again
 
     def name(i: int) -> str:

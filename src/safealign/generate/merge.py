@@ -18,6 +18,7 @@ from typing import Any
 from .. import io
 from ..cli import parser, setup
 from ..models import describe, load_model, load_tokenizer
+from ..specs import MergeSpec
 
 
 def merge_adapter(model_ref: dict[str, Any], adapter: str, out: str | Path, dtype: str = "float32") -> Path:
@@ -42,8 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--adapter", required=True)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    params = setup(args)
-    merge_adapter(params["model"], args.adapter, args.out, params.get("dtype", "float32"))
+    spec = MergeSpec.from_params(setup(args))
+    merge_adapter(spec.model, args.adapter, args.out, spec.dtype)
 
 
 if __name__ == "__main__":

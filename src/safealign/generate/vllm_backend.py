@@ -34,7 +34,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..models import ADAPTER_WEIGHTS, check_safetensors, job_gpus
+from ..models import ADAPTER_WEIGHTS, check_safetensors, job_gpus, resolve_ref
+from ..specs import GenerationSettings
 
 MISSING_VLLM = (
     "backend 'vllm' needs the vLLM environment: run scripts/setup-vllm-venv and set "
@@ -65,7 +66,7 @@ _ENGINE: dict[str, Any] = {"key": None, "llm": None}
 _LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
-def _import_vllm(settings: dict[str, Any]):
+def _import_vllm(settings: GenerationSettings):
     """Import vllm after setting the CPU defaults; a clear error when it is not installed."""
     try:
         import torch
@@ -76,7 +77,7 @@ def _import_vllm(settings: dict[str, Any]):
     if on_cpu:
         for key, value in CPU_ENV.items():
             os.environ.setdefault(key, value)
-        gib = settings.get("kv_cache_gib", DEFAULT_KV_CACHE_GIB)
+        gib = DEFAULT_KV_CACHE_GIB if settings.kv_cache_gib is None else settings.kv_cache_gib
         if isinstance(gib, bool) or not isinstance(gib, int) or gib < 1:
             # vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB.
             raise ValueError(f"generation settings kv_cache_gib must be a whole number >= 1, got {gib!r}")
@@ -105,29 +106,21 @@ def _lora_rank(adapter: str | os.PathLike) -> int:
 
 def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[str, Any]) -> dict[str, Any]:
     """``vllm.LLM`` keyword arguments for a model reference (see :mod:`safealign.models`)."""
+    s = GenerationSettings.from_params(settings)
     if model_ref.get("gguf_file"):
         raise ValueError("backend 'vllm' does not load GGUF model references; use backend 'transformers'")
-    if "path" in model_ref:
-        path = Path(model_ref["path"])
-        if not path.exists():
-            raise FileNotFoundError(f"model directory {path} does not exist")
-        check_safetensors(path)
-        kwargs: dict[str, Any] = {"model": str(path)}
-    elif "hub" in model_ref:
-        if not model_ref.get("revision"):
-            raise ValueError(f"hub model {model_ref['hub']!r} needs a pinned 'revision'")
-        kwargs = {"model": model_ref["hub"], "revision": model_ref["revision"],
-                  "tokenizer_revision": model_ref["revision"]}
-    else:
-        raise ValueError(f"a model reference needs 'path' or 'hub', got {sorted(model_ref)}")
-    top_k_lp = max(int(settings.get("first_token_logprobs", 0) or 0), int(settings.get("logprobs", 0) or 0))
+    name, source = resolve_ref(model_ref)
+    kwargs: dict[str, Any] = {"model": name}
+    if "revision" in source:
+        kwargs.update(revision=source["revision"], tokenizer_revision=source["revision"])
+    top_k_lp = max(s.first_token_logprobs, s.logprobs)
     kwargs.update(
         # Safe loading, as models.load_model: no repository code, safetensors weights only.
         trust_remote_code=False,
         load_format="safetensors",
         tokenizer=kwargs["model"],
-        dtype=settings.get("dtype", "float32"),
-        seed=int(settings.get("seed", 0)),
+        dtype=s.dtype,
+        seed=int(s.seed),
         # Match transformers' output_scores: logprobs after temperature / top-p, not the raw ones.
         logprobs_mode="processed_logprobs",
         max_logprobs=max(20, top_k_lp),
@@ -135,26 +128,27 @@ def _llm_kwargs(model_ref: dict[str, Any], adapter: str | None, settings: dict[s
         # (a 1024-wide 8-layer Llama, 32 prompts x 64 tokens: 77 s instead of 18 s end to end,
         # 63 instead of 500 tokens/s) with the same tokens. settings["enforce_eager"] = false
         # turns compilation back on, e.g. for a GPU build of vLLM.
-        enforce_eager=bool(settings.get("enforce_eager", True)),
+        enforce_eager=bool(s.enforce_eager),
     )
-    if settings.get("max_model_len"):
-        kwargs["max_model_len"] = int(settings["max_model_len"])
+    if s.max_model_len:
+        kwargs["max_model_len"] = int(s.max_model_len)
     if job_gpus() > 1:
         # A job with several GPUs (resources gpu: N) shards the model over them.
         kwargs["tensor_parallel_size"] = job_gpus()
-    kwargs.update(_serving_kwargs(adapter, settings))
+    kwargs.update(_serving_kwargs(adapter, s))
     return kwargs
 
 
-def _serving_kwargs(adapter: str | None, settings: dict[str, Any]) -> dict[str, Any]:
+def _serving_kwargs(adapter: str | None, settings: dict[str, Any] | GenerationSettings) -> dict[str, Any]:
     """LoRA and quantization arguments of ``vllm.LLM`` (see :mod:`safealign.generate.serving`)."""
     kwargs: dict[str, Any] = {}
-    if settings.get("quantization") == "4bit":
+    quantization = GenerationSettings.from_params(settings).quantization
+    if quantization == "4bit":
         # generation.qlora_base 'nf4': the base in 4 bits, as the QLoRA adapter was trained
         # (bitsandbytes in-flight quantization; GPU only).
         kwargs["quantization"] = "bitsandbytes"
-    elif settings.get("quantization"):
-        raise ValueError(f"generation settings quantization must be '4bit' or unset, got {settings['quantization']!r}")
+    elif quantization:
+        raise ValueError(f"generation settings quantization must be '4bit' or unset, got {quantization!r}")
     if adapter:
         check_safetensors(adapter, "LoRA adapter directory", ADAPTER_WEIGHTS)
         # vllm-cpu 0.32.0 serves LoRA adapters itself (PunicaWrapperCPU) for architectures that
@@ -189,16 +183,17 @@ def _check_lora(kwargs: dict[str, Any]) -> None:
                 "(config generation.lora_serving 'auto' or 'merged'), or use backend 'transformers'")
 
 
-def _sampling_params(SamplingParams, settings: dict[str, Any], prompt_index: int):
-    do_sample = bool(settings.get("do_sample", False))
-    top_k_lp = max(int(settings.get("first_token_logprobs", 0) or 0), int(settings.get("logprobs", 0) or 0))
+def _sampling_params(SamplingParams, settings: dict[str, Any] | GenerationSettings, prompt_index: int):
+    s = GenerationSettings.from_params(settings)
+    do_sample = bool(s.do_sample)
+    top_k_lp = max(s.first_token_logprobs, s.logprobs)
     return SamplingParams(
-        n=int(settings.get("num_samples", 1)),
-        max_tokens=int(settings["max_new_tokens"]),
+        n=int(s.num_samples),
+        max_tokens=int(s.max_new_tokens),
         # temperature 0 is vLLM's greedy decoding.
-        temperature=float(settings.get("temperature", 1.0)) if do_sample else 0.0,
-        top_p=float(settings.get("top_p", 1.0)) if do_sample else 1.0,
-        seed=int(settings.get("seed", 0)) + prompt_index,
+        temperature=float(s.temperature) if do_sample else 0.0,
+        top_p=float(s.top_p) if do_sample else 1.0,
+        seed=int(s.seed) + prompt_index,
         logprobs=top_k_lp or None,
     )
 
@@ -229,7 +224,8 @@ def _engine(vllm: Any, kwargs: dict[str, Any]):
 
 
 def generate_texts(
-    model_ref: dict[str, Any], adapter: str | None, prompts: list[str], settings: dict[str, Any]
+    model_ref: dict[str, Any], adapter: str | None, prompts: list[str],
+    settings: dict[str, Any] | GenerationSettings,
 ) -> list[dict[str, Any]]:
     """Generate with vLLM; rows as the hf backend's: prompt_index, sample, text[, first_token_logprobs].
 
@@ -238,6 +234,7 @@ def generate_texts(
     """
     if not prompts:
         return []
+    settings = GenerationSettings.from_params(settings)
     vllm, LoRARequest = _import_vllm(settings)
     kwargs = _llm_kwargs(model_ref, adapter, settings)
     if adapter:
@@ -250,8 +247,8 @@ def generate_texts(
         list(prompts), params, use_tqdm=True, lora_request=lora,
         tokenization_kwargs={"add_special_tokens": False},
     )
-    top_k_lp = int(settings.get("first_token_logprobs", 0) or 0)
-    per_pos_lp = int(settings.get("logprobs", 0) or 0)
+    top_k_lp = settings.first_token_logprobs
+    per_pos_lp = settings.logprobs
     out: list[dict[str, Any]] = []
     for i, res in enumerate(results):
         for sample, comp in enumerate(sorted(res.outputs, key=lambda c: c.index)):

@@ -1,4 +1,8 @@
-"""Agreement between two judges (or a judge and humans): Cohen's kappa and the disagreements."""
+"""Agreement between two judges (or a judge and humans): Cohen's kappa and the disagreements.
+
+The one place that decides which judgments of two judges are compared (:func:`safe_pairs`) and
+what a disagreement record holds (:func:`judge_disagreements`); metrics.py computes kappa on them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-__all__ = ["accuracy", "cohen_kappa", "disagreements"]
+__all__ = ["accuracy", "cohen_kappa", "comparable_rows", "disagreements", "judge_disagreements", "safe_pairs"]
 
 Key = str | Callable[[dict], Any]
 
@@ -151,3 +155,30 @@ def comparable_rows(kind: str, type_a: str, type_b: str, row: dict) -> bool:
     if kind == "overrefusal":
         return row.get("label") == "unsafe"
     return False
+
+
+def safe_pairs(kind: str, rows_a: Sequence[dict], rows_b: Sequence[dict]) -> list[tuple[dict, dict]]:
+    """The pairs (by position: the same response, sample by sample) of two judges' judgments of
+    one benchmark of ``kind`` on which their ``safe`` values can be compared: both judges measure
+    the same thing there (:func:`comparable_rows`, by each row's ``judge_type``) and both have a
+    verdict (``safe`` not None)."""
+    rows_a, rows_b = list(rows_a), list(rows_b)
+    if len(rows_a) != len(rows_b):
+        raise ValueError(f"judges rated different numbers of rows: {len(rows_a)} vs {len(rows_b)}")
+    return [(x, y) for x, y in zip(rows_a, rows_b, strict=True)
+            if comparable_rows(kind, x["judge_type"], y["judge_type"], x)
+            and x["safe"] is not None and y["safe"] is not None]
+
+
+# Keys of a judgment row a disagreement record keeps (beside id, prompt and response), when set.
+DISAGREEMENT_KEYS = ("category", "attack_type", "label", "sample")
+
+
+def judge_disagreements(pairs: Sequence[tuple[dict, dict]]) -> list[dict]:
+    """The report's record of every pair (:func:`safe_pairs`) on which two judges' ``safe``
+    differ: ``id``, ``prompt``, ``response``, the slice keys that are set, ``a`` and ``b``."""
+    diff = disagreements([x for x, _ in pairs], [y for _, y in pairs], "safe", id_key=None)
+    return [{"id": d["row_a"]["id"], "prompt": d["row_a"].get("prompt"), "response": d["row_a"].get("response"),
+             **{k: d["row_a"][k] for k in DISAGREEMENT_KEYS if d["row_a"].get(k) is not None},
+             "a": d["a"], "b": d["b"]}
+            for d in diff]

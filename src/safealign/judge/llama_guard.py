@@ -31,6 +31,7 @@ from typing import Any
 from ..chat import conversation, render, template_hash
 from ..generate import generate_texts
 from ..models import load_tokenizer
+from ..specs import JudgeSpec
 
 _CODE = re.compile(r"^S(\d{1,2})$")
 
@@ -43,8 +44,9 @@ _CODE = re.compile(r"^S(\d{1,2})$")
 # 1-3 digit numbers are single tokens, so at most 2 + 1 + 1 + 1 + 13 x 3 + 1 (EOS) = 45 even if
 # "unsafe" and each ",S" took two tokens. tests/test_llama_guard.py counts it on the tiny judge's
 # tokenizer. Greedy decoding stops at EOS, so the margin costs nothing on well-formed verdicts.
-DEFAULT_MAX_NEW_TOKENS = 64
-DEFAULT_TOP_LOGPROBS = 20
+# The value itself is stated once, as JudgeSpec's default (= the config schema's).
+DEFAULT_MAX_NEW_TOKENS = JudgeSpec.max_new_tokens
+DEFAULT_TOP_LOGPROBS = JudgeSpec.top_logprobs
 ALL_CATEGORIES = "unsafe\n" + ",".join(f"S{i}" for i in range(1, 15))
 
 P_UNSAFE_DEFINITION = (
@@ -106,14 +108,17 @@ def read_p_unsafe(out: dict[str, Any], tokenizer: Any) -> tuple[float | None, in
     return p_unsafe(out["logprobs"][pos]), pos
 
 
-def judge(model_ref: dict[str, Any], rows: list[dict[str, Any]], settings: dict[str, Any]) -> tuple[list[dict], dict]:
-    """Judge (prompt, response) rows; returns per-row judgments and the judge's provenance."""
+def judge(model_ref: dict[str, Any], rows: list[dict[str, Any]],
+          settings: JudgeSpec | dict[str, Any]) -> tuple[list[dict], dict]:
+    """Judge (prompt, response) rows; returns per-row judgments and the judge's provenance.
+    ``settings``: the judge's spec (a dict of some of its keys for a library call)."""
+    settings = JudgeSpec.of(settings, "llama_guard", model_ref)
     tok = load_tokenizer(model_ref)
     prompts = [render(tok, conversation(r["prompt"], response=r["response"])) for r in rows]
-    gen = {"max_new_tokens": int(settings.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
-           "do_sample": False, "num_samples": 1, "batch_size": int(settings.get("batch_size", 16)),
-           "logprobs": int(settings.get("top_logprobs", DEFAULT_TOP_LOGPROBS)), "seed": 0}
-    outs = generate_texts(model_ref, None, prompts, gen, settings.get("backend", "transformers"))
+    gen = {"max_new_tokens": int(settings.max_new_tokens),
+           "do_sample": False, "num_samples": 1, "batch_size": int(settings.batch_size),
+           "logprobs": int(settings.top_logprobs), "seed": 0}
+    outs = generate_texts(model_ref, None, prompts, gen, settings.backend)
     judged = []
     for out in outs:
         p, pos = read_p_unsafe(out, tok)

@@ -12,6 +12,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..models import load_model, load_tokenizer
+from ..specs import JudgeSpec
 
 _LOADED: dict[str, tuple] = {}
 
@@ -24,22 +25,23 @@ def _load(model_ref: dict[str, Any]):
     return _LOADED[key]
 
 
-def score(model_ref: dict[str, Any], texts: list[str], settings: dict[str, Any]) -> list[float]:
-    """P(toxic) per text (softmax probability of the label named ``settings['toxic_label']``)."""
+def score(model_ref: dict[str, Any], texts: list[str], settings: JudgeSpec | dict[str, Any]) -> list[float]:
+    """P(toxic) per text (softmax probability of the label named ``settings.toxic_label``)."""
     import torch
 
+    settings = JudgeSpec.of(settings, "toxicity", model_ref)
     tok, model = _load(model_ref)
-    label = settings.get("toxic_label", "toxic")
+    label = settings.toxic_label
     ids = {v.lower(): int(k) for k, v in model.config.id2label.items()}
     if label.lower() not in ids:
         raise ValueError(f"judges.toxicity.toxic_label {label!r} is not a label of the classifier "
                          f"(labels: {sorted(ids)})")
     idx = ids[label.lower()]
-    bs = int(settings.get("batch_size", 32))
+    bs = int(settings.batch_size)
     out: list[float] = []
     for i in tqdm(range(0, len(texts), bs), desc="toxicity", unit="batch"):
         enc = tok([t or " " for t in texts[i : i + bs]], return_tensors="pt", padding=True,
-                  truncation=True, max_length=int(settings.get("max_length", 64)))
+                  truncation=True, max_length=int(settings.max_length))
         with torch.no_grad():
             probs = torch.softmax(model(**enc).logits.float(), -1)[:, idx]
         out.extend(float(p) for p in probs)

@@ -34,6 +34,7 @@ from .. import io, shards
 from ..chat import template_hash
 from ..cli import setup, steps
 from ..models import describe, load_model, load_tokenizer
+from ..specs import TrainSpec
 from . import methods
 
 log = logging.getLogger(__name__)
@@ -380,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = compute_ref_logps(model_ref, pairs, params)
         io.write_jsonl(args.out, rows)
         return
+    spec = TrainSpec.from_params(params)
     refs = io.read_jsonl(args.ref_logps) if args.ref_logps else None
     if refs is not None and [r["id"] for r in refs] != [p_["id"] for p_ in pairs]:
         raise ValueError(f"{args.ref_logps} does not match {args.pairs} row for row")
@@ -392,16 +394,16 @@ def main(argv: list[str] | None = None) -> None:
         # the first saves checkpoints); the adapter and train.json are the first rank's alone.
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                train(model_ref, pairs, params["settings"], Path(tmp), refs, checkpoints, args.checkpoint_steps, name)
+                train(spec.model, pairs, spec.settings, Path(tmp), refs, checkpoints, args.checkpoint_steps, name)
             except NonFiniteLossError as err:
                 raise SystemExit(f"safealign: {err}") from None
         return
     try:
         with io.atomic_dir(args.out) as tmp:
-            record = train(model_ref, pairs, params["settings"], tmp, refs, checkpoints, args.checkpoint_steps, name)
+            record = train(spec.model, pairs, spec.settings, tmp, refs, checkpoints, args.checkpoint_steps, name)
     except NonFiniteLossError as err:
         raise SystemExit(f"safealign: {err}") from None
-    io.write_json(args.log, io.provenance(model=describe(model_ref), **record))
+    io.write_json(args.log, io.provenance(model=describe(spec.model), **record))
     if checkpoints is not None:  # only now: a job killed before this point resumes from them
         shutil.rmtree(checkpoints, ignore_errors=True)
 
