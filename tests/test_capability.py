@@ -210,7 +210,7 @@ def test_config_hash_follows_content_not_location(items, tmp_path):
 
 def test_cli_writes_tidy_json(tiny_model, items, tmp_path):
     out = tmp_path / "res" / "capability.json"
-    params = dict(SETTINGS, tasks=["world_qa"], threads=1)
+    params = dict(SETTINGS, tasks=["world_qa"])
     harness.main(["--model-ref", json.dumps({"path": str(tiny_model)}), "--params", json.dumps(params),
                   "--items", str(items), "--out", str(out)])
     res = read_json(out)
