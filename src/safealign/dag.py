@@ -28,7 +28,7 @@ from . import aggregate as aggregate_spec
 from . import grid, package_model, retry
 from . import report as report_spec
 from .data.onpolicy import ARMS as ONPOLICY_ARMS
-from .data.onpolicy import KINDS as ONPOLICY_KINDS
+from .data.onpolicy import SOURCES as ONPOLICY_SOURCES
 from .generate import serving
 from .world.files import FILES as WORLD_FILES
 from .world.files import JUDGE_DATA as WORLD_JUDGE_DATA
@@ -148,7 +148,7 @@ class Dag:
         c = self.config
         sources = [c["preference_data"].get("source") or {}]
         on_policy = c["preference_data"].get("on_policy") or {}
-        sources += [on_policy[k]["source"] for k in ONPOLICY_KINDS if k in on_policy]
+        sources += [on_policy[k]["source"] for k in ONPOLICY_SOURCES if on_policy.get(k)]
         sources += [b["source"] for b in c["benchmarks"].values()]
         sources += [c["capability"].get("source") or {}]
         specs = list(c["models"].values()) + [j.get("model", {}) for j in c["judges"].values()]
@@ -333,13 +333,13 @@ class Dag:
 
     def onpolicy_source_files(self, wildcards: Any) -> list[str]:
         spec = self.onpolicy_spec()
-        return [f for k in ONPOLICY_KINDS for f in self.source_input(spec[k]["source"])]
+        return [f for k in ONPOLICY_SOURCES if spec.get(k) for f in self.source_input(spec[k]["source"])]
 
     def p_onpolicy_prompts(self, wildcards: Any) -> str:
         spec = self.onpolicy_spec()
         return grid.canonical({
             k: {**pick(spec[k], ONPOLICY_KIND_KEYS), "source": self.resolve_source(spec[k]["source"])}
-            for k in ONPOLICY_KINDS
+            for k in ONPOLICY_SOURCES if spec.get(k)
         })
 
     def onpolicy_model_input(self, wildcards: Any) -> list[str]:

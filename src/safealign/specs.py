@@ -153,6 +153,18 @@ class BenignPromptsSpec(Spec):
 
 
 @dataclass(frozen=True)
+class ContrastPromptsSpec(Spec):
+    """Held-apart benign prompts that sound harmful (config.preference_data.on_policy.contrast)."""
+
+    STAGE: ClassVar[str] = "onpolicy_prompts (contrast)"
+
+    source: dict[str, Any] = req("Resolved XSTest-schema source (its rows labelled safe).")
+    n: int | None = opt(None, "Prompts (None = all held-apart prompts).")
+    max_prompt_chars: int | None = opt(None, "Leave out longer prompts before sampling (None = no limit).")
+    seed: int = opt(0, "Seed of the sample.")
+
+
+@dataclass(frozen=True)
 class OnPolicyPromptsSpec(Spec):
     """``python -m safealign.data.onpolicy``: the held-apart prompts of the on-policy pairs."""
 
@@ -160,11 +172,14 @@ class OnPolicyPromptsSpec(Spec):
 
     harmful: HarmfulPromptsSpec = req("Held-apart harmful prompts.")
     benign: BenignPromptsSpec = req("Held-apart benign prompts.")
+    contrast: ContrastPromptsSpec | None = opt(None, "Held-apart benign prompts that sound harmful (None = none).")
 
     @classmethod
     def _convert(cls, values: dict[str, Any]) -> dict[str, Any]:
+        contrast = values.get("contrast")
         return {"harmful": HarmfulPromptsSpec.from_params(values["harmful"]),
-                "benign": BenignPromptsSpec.from_params(values["benign"])}
+                "benign": BenignPromptsSpec.from_params(values["benign"]),
+                "contrast": None if contrast is None else ContrastPromptsSpec.from_params(contrast)}
 
 
 # ---------------------------------------------------------------- training

@@ -30,11 +30,14 @@ from .. import io
 from ..cli import parser, setup
 from ..judge.refusal import is_refusal
 from ..specs import OnPolicyPromptsSpec
-from .loaders import describe_source, load_alert, load_alpaca, subsample
+from .loaders import describe_source, load_alert, load_alpaca, load_xstest, subsample
 
 # The generation arms, in the order onpolicy_generate writes them.
 ARMS = ("harmful_refuse", "harmful_plain", "benign_plain", "benign_refuse")
 KINDS = ("harmful", "benign")
+# The config blocks that give prompts: contrast prompts (benign ones that sound harmful, XSTest
+# schema, optional) join the benign prompts and pair the same way.
+SOURCES = ("harmful", "benign", "contrast")
 
 
 def norm(text: str) -> str:
@@ -58,10 +61,14 @@ def prepare_prompts(params: dict[str, Any] | OnPolicyPromptsSpec, exclude: list[
     """The held-apart harmful and benign prompts (``params``: the ``on_policy`` block)."""
     prompts = OnPolicyPromptsSpec.from_params(params)
     banned = eval_prompts(exclude)
-    out: dict[str, list[dict]] = {}
-    for kind, loader in (("harmful", load_alert), ("benign", load_alpaca)):
+    out: dict[str, list[dict]] = {"harmful": [], "benign": []}
+    for kind, loader in (("harmful", load_alert), ("benign", load_alpaca), ("contrast", load_xstest)):
         spec = getattr(prompts, kind)
+        if spec is None:
+            continue
         records = loader(spec.source)
+        if kind == "contrast":
+            records = [{**r, "id": f"contrast:{r['id']}"} for r in records if r.get("label") == "safe"]
         kept, seen = [], set()
         limit = spec.max_prompt_chars
         for r in records:  # ALERT repeats some prompts under other ids: keep the first
@@ -79,7 +86,10 @@ def prepare_prompts(params: dict[str, Any] | OnPolicyPromptsSpec, exclude: list[
             raise ValueError(f"config.preference_data.on_policy.{kind}: "
                              f"{describe_source(spec.source, kind)} has no prompt outside the "
                              "evaluation benchmarks")
-        out[kind] = [{**r, "kind": kind} for r in kept]
+        if kind == "contrast":
+            out["benign"] += [{**r, "kind": "benign", "subset": "contrast"} for r in kept]
+        else:
+            out[kind] = [{**r, "kind": kind} for r in kept]
     return out
 
 
@@ -103,11 +113,15 @@ def pairs(generations: dict[str, list[dict]]) -> tuple[list[dict], dict]:
         kind = rec["kind"]
         refusals = [t for t in arms.get(f"{kind}_refuse", []) if t.strip() and is_refusal(t)]
         compliances = [t for t in arms.get(f"{kind}_plain", []) if t.strip() and not is_refusal(t)]
+        # Contrast prompts (ids "contrast:...") are benign ones, also counted on their own.
+        subsets = [kind] + (["contrast"] if rid.startswith("contrast:") else [])
         if not (refusals and compliances):
-            counts[f"{kind}_dropped"] += 1
+            for s in subsets:
+                counts[f"{s}_dropped"] = counts.get(f"{s}_dropped", 0) + 1
             continue
         chosen, rejected = (refusals[0], compliances[0]) if kind == "harmful" else (compliances[0], refusals[0])
-        counts[f"{kind}_pairs"] += 1
+        for s in subsets:
+            counts[f"{s}_pairs"] = counts.get(f"{s}_pairs", 0) + 1
         out.append({
             "id": f"{kind}:{rid}",
             "prompt": [{"role": "user", "content": rec["prompt"]}],
