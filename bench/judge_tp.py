@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         for bench, bspec in config["benchmarks"].items():
             if bspec["kind"] in spec["applies_to"]:
                 rows += io.read_jsonl(results / "generations" / model / args.variant / f"{bench}.jsonl")
-        params = {**judge_params(config, judge, results), "threads": args.threads}
+        params = judge_params(config, judge, results)
         if params["type"] != "refusal":
             import torch
 

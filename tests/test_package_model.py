@@ -67,7 +67,7 @@ def converted(wheel, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("smol")
     out, prov = root / "base", root / "base.json"
     record = package_model.locate(SMOL, "k").record_sha256
-    params = json.dumps({"package": SMOL, "record_sha256": record, "offline": True})
+    params = json.dumps({"package": SMOL, "record_sha256": record})
     package_model.main(["--params", params, "--gguf", str(wheel), "--out", str(out), "--provenance", str(prov)])
     return {"model": out, "provenance": prov, "gguf": wheel}
 

@@ -140,7 +140,8 @@ DATA_CASES = [
     # challenging "false" in a CSV is false: the challenging subset is empty, named with its file
     Case("bench-rtp-none-challenging-csv", "rtp", "rtp.csv",
          b'id,challenging,prompt.text,prompt.toxicity\nr1,false,a,0.1\nr2,False,b,0.9\n',
-         "yielded none with loader 'rtp', options {} (only rows with 'challenging' true are kept"),
+         "yielded none with loader 'rtp', options {'seed': 0, 'challenging_only': True} "
+         "(only rows with 'challenging' true are kept"),
     Case("bench-unsupported-suffix", "alert", "alert.xlsx", b"PK\x03\x04", "unsupported file type '.xlsx'"),
 ]
 
@@ -148,8 +149,8 @@ DATA_CASES = [
 def _params(case: Case, path: Path) -> dict:
     """What rules/common.smk's p_preference / p_benchmark give the rule for a `path:` source."""
     if case.rule == "preference":
-        return {"source": {"path": str(path)}, "schema": "pku_saferlhf", "max_pairs": None, "offline": True}
-    return {"loader": case.rule, "source": {"path": str(path)}, "name": f"my_{case.rule}", "offline": True}
+        return {"source": {"path": str(path)}, "schema": "pku_saferlhf", "max_pairs": None}
+    return {"loader": case.rule, "source": {"path": str(path)}, "name": f"my_{case.rule}"}
 
 
 def _prepare(case: Case, params: dict, out: Path) -> int:

@@ -95,7 +95,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny, tmp_path):
 
     work = tmp_path / "models" / "tiny" / "safe_dpo-seed0"
     adapter, ckpt = work / "adapter", work / "checkpoints"
-    params = json.dumps({"model": model_ref, "settings": SETTINGS, "offline": True})
+    params = json.dumps({"model": model_ref, "settings": SETTINGS})
     cmd = [sys.executable, "-m", "safealign.train.run", "train", "--params", params,
            "--pairs", str(tmp_path / "pairs.jsonl"), "--out", str(adapter), "--log", str(work / "train.json"),
            "--checkpoint-dir", str(ckpt), "--checkpoint-steps", "10", "--method", "safe_dpo",
@@ -295,7 +295,8 @@ def test_judge_reads_back_finished_shards(tmp_path, monkeypatch):
     # A killed run left shard 0 (planted with a marker) and its key: the rerun reuses it as it is.
     progress = shards.progress_dir(out)
     key = {"params": params, "generations": io.sha256_file(gen), "model_files": None}
-    shards.run_sharded(progress, key, 5, 2, lambda k, lo, hi: ([{"planted": k}] * (hi - lo), {"m": 1}))
+    planted = {"refusal": False, "matched": None, "verdict": "unsafe", "parse_ok": True}
+    shards.run_sharded(progress, key, 5, 2, lambda k, lo, hi: ([{**planted, "planted": k}] * (hi - lo), {"m": 1}))
     (progress / "shard-000001.jsonl").unlink()
     (progress / "shard-000002.jsonl").unlink()
     judge_main.main()
@@ -316,7 +317,7 @@ def test_killed_generation_resumes_without_redoing_finished_shards(tiny, tmp_pat
                              for i, r in enumerate(alert[:n])])
     settings = {"backend": "transformers", "max_new_tokens": 24, "do_sample": True, "temperature": 1.0,
                 "top_p": 1.0, "num_samples": 1, "batch_size": 4, "seed": 3, "dtype": "float32"}
-    params = json.dumps({"model": model_ref, "offline": True,
+    params = json.dumps({"model": model_ref,
                          "benchmarks": [{"name": "alert", "system_prompt": None, "generation": settings}]})
 
     def cmd(out_dir):

@@ -220,7 +220,7 @@ def test_llama_guard_judge_agrees_across_backends(blank_line_judge, tmp_path):
 
     rows = blank_line_judge["rows"]
     params = {"type": "llama_guard", "name": "llama_guard", "model": {"path": str(blank_line_judge["model"])},
-              "max_new_tokens": 64, "top_logprobs": 20, "batch_size": 8, "offline": True}
+              "max_new_tokens": 64, "top_logprobs": 20, "batch_size": 8}
     hf, _ = judge(params["model"], rows, {**params, "backend": "transformers"})
     gen = tmp_path / "alert.jsonl"
     gen.write_text("".join(json.dumps(r) + "\n" for r in rows))

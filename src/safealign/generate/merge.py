@@ -2,7 +2,7 @@
 
     python -m safealign.generate.merge --params JSON --adapter DIR --out DIR
 
-``params``: ``{"model": <model ref>, "dtype": "float32" | "bfloat16" | "float16", "offline": ...}``.
+``params``: ``{"model": <model ref>, "dtype": "float32" | "bfloat16" | "float16"}``.
 The base is loaded in ``dtype`` (the generation dtype), the adapter applied with peft and merged
 with ``merge_and_unload``; the merged model, the base's tokenizer and ``merge.json`` (what was
 merged) are written to ``--out`` atomically (a sibling temporary directory, then a rename). See
