@@ -86,3 +86,17 @@ def test_training_pairs_are_on_policy_and_held_apart(smol_run):
     for p in pairs:  # the chosen response of a harmful pair is the model's own refusal
         if p["origin"] == "on_policy_harmful":
             assert p["chosen"][0]["content"].startswith("I'm sorry, but I can't")
+
+
+def test_contrast_prompts_join_the_benign_arm(smol_run):
+    """on_policy.contrast (config/contrast/train.csv, n: 3): three contrast prompts among the benign
+    ones, answered in both benign arms; any pair they make is a benign one (answer over refusal)."""
+    res = smol_run / "results"
+    benign = [json.loads(x) for x in (res / "data/onpolicy/prompts/benign.jsonl").read_text().splitlines()]
+    contrast = [r for r in benign if r["id"].startswith("contrast:")]
+    assert len(contrast) == 3 and all(r["kind"] == "benign" and r["subset"] == "contrast" for r in contrast)
+    for arm in ("benign_plain", "benign_refuse"):
+        ids = {json.loads(x)["id"] for x in (res / f"data/onpolicy/generations/{arm}.jsonl").read_text().splitlines()}
+        assert {r["id"] for r in contrast} <= ids
+    pairs = [json.loads(x) for x in (res / "data/preference.jsonl").read_text().splitlines()]
+    assert all(p["origin"] == "on_policy_benign" for p in pairs if "contrast:" in p["id"])
