@@ -383,7 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
     p = parser("per-variant metrics")
-    p.add_argument("--judgments", nargs="*", default=[], help="files named <benchmark>/<judge>.jsonl")
+    p.add_argument("--judgments", nargs="*", default=[],
+                   help="judgment files (each row names its benchmark, judge and judge_type)")
     p.add_argument("--capability")
     p.add_argument("--out", required=True)
     p.add_argument("--disagreements", required=True)
