@@ -146,22 +146,18 @@ class BenignPromptsSpec(Spec):
 
     STAGE: ClassVar[str] = "onpolicy_prompts (benign)"
 
-    source: dict[str, Any] = req("Resolved Alpaca seed-task-schema source.")
+    source: dict[str, Any] = req("Resolved source: Alpaca seed-task schema (contrast: XSTest schema).")
     n: int | None = opt(None, "Prompts (None = all held-apart prompts).")
     max_prompt_chars: int | None = opt(None, "Leave out longer prompts before sampling (None = no limit).")
     seed: int = opt(0, "Seed of the sample.")
 
 
 @dataclass(frozen=True)
-class ContrastPromptsSpec(Spec):
-    """Held-apart benign prompts that sound harmful (config.preference_data.on_policy.contrast)."""
+class ContrastPromptsSpec(BenignPromptsSpec):
+    """Held-apart benign prompts that sound harmful (config.preference_data.on_policy.contrast): the
+    benign block's keys; the source is in XSTest's schema and only its rows labelled safe are used."""
 
     STAGE: ClassVar[str] = "onpolicy_prompts (contrast)"
-
-    source: dict[str, Any] = req("Resolved XSTest-schema source (its rows labelled safe).")
-    n: int | None = opt(None, "Prompts (None = all held-apart prompts).")
-    max_prompt_chars: int | None = opt(None, "Leave out longer prompts before sampling (None = no limit).")
-    seed: int = opt(0, "Seed of the sample.")
 
 
 @dataclass(frozen=True)
