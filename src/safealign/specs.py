@@ -182,6 +182,27 @@ class OnPolicyPromptsSpec(Spec):
 
 
 @dataclass(frozen=True)
+class RefLogpsSpec(Spec):
+    """``python -m safealign.train.run ref-logps``: how the base model is loaded to compute the
+    shared reference log-probs (safealign.grid.reference_settings of the reference key), so that
+    they equal what TRL computes inside each training run that reads them."""
+
+    STAGE: ClassVar[str] = "ref_logps"
+
+    max_length: int = req("Token limit of a pair (training.max_length of the variants sharing it).")
+    model: dict[str, Any] | None = opt(None, "Model reference (None where a library call passes it apart).")
+    dtype: str = opt("float32", "Weights dtype of the base model.")
+    quantization: str | None = opt(None, "'4bit' for a QLoRA reference (NF4 base, adapter disabled), else None.")
+    bf16: bool = opt(False, "bf16 autocast (on a GPU only).")
+    batch_size: int = opt(16, "Pairs per reference forward pass (TRL's precompute_ref_batch_size).")
+
+    def __post_init__(self) -> None:
+        self._check(_positive_int(self.max_length), "max_length", "an integer >= 1")
+        self._check(self.quantization in (None, "4bit"), "quantization", "'4bit' or null")
+        self._check(_positive_int(self.batch_size), "batch_size", "an integer >= 1")
+
+
+@dataclass(frozen=True)
 class TrainSpec(Spec):
     """``python -m safealign.train.run train``: one variant. ``settings`` are the method's computed
     settings (:func:`safealign.grid.computed_settings`): TRL config fields and the workflow's own

@@ -34,7 +34,7 @@ from .. import io, shards
 from ..chat import template_hash
 from ..cli import setup, steps
 from ..models import describe, load_model, load_tokenizer
-from ..specs import TrainSpec
+from ..specs import RefLogpsSpec, TrainSpec
 from . import methods
 
 log = logging.getLogger(__name__)
@@ -81,19 +81,20 @@ def shared_reference_trainer():
     return SharedReferenceDPOTrainer
 
 
-def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict) -> list[dict[str, float]]:
+def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict | RefLogpsSpec) -> list[dict[str, float]]:
     """Reference log-probs of every pair, through TRL's precompute path on the base model.
 
     ``settings`` are :func:`safealign.grid.reference_settings`: the base model is loaded exactly as
     the policy of every variant that reads these log-probs (dtype, 4-bit, bf16 autocast), so they
     equal the reference TRL would compute inside each training run.
     """
+    spec = RefLogpsSpec.from_params(settings)
     config_cls, trainer_cls = methods.classes("dpo")
-    use_cpu, bf16 = _device_flags(settings)
+    use_cpu, bf16 = _device_flags({"bf16": spec.bf16})
     tok = load_tokenizer(model_ref, padding_side="right")
-    model = load_model(model_ref, dtype=settings.get("dtype", "float32"), quantization=settings.get("quantization"))
+    model = load_model(model_ref, dtype=spec.dtype, quantization=spec.quantization)
     peft_config = None
-    if settings.get("quantization"):
+    if spec.quantization:
         from peft import LoraConfig
 
         # The Trainer refuses a purely quantized model. With a LoRA adapter that TRL disables while
@@ -101,8 +102,8 @@ def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict) -> lis
         peft_config = LoraConfig(r=8, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
     with tempfile.TemporaryDirectory() as tmp:
         args = config_cls(output_dir=tmp, use_cpu=use_cpu, bf16=bf16, report_to=[],
-                          precompute_ref_log_probs=True, max_length=settings["max_length"],
-                          precompute_ref_batch_size=settings.get("batch_size", 16))
+                          precompute_ref_log_probs=True, max_length=spec.max_length,
+                          precompute_ref_batch_size=spec.batch_size)
         trainer = trainer_cls(model=model, args=args, train_dataset=_dataset(pairs, "dpo"),
                               processing_class=tok, peft_config=peft_config)
         ds = trainer.train_dataset
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs = io.read_jsonl(args.pairs)
     model_ref = params["model"]
     if args.step == "ref-logps":
-        rows = compute_ref_logps(model_ref, pairs, params)
+        rows = compute_ref_logps(model_ref, pairs, RefLogpsSpec.from_params(params))
         io.write_jsonl(args.out, rows)
         return
     spec = TrainSpec.from_params(params)
