@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lora_helpers import save_random_lora
 from safealign.capability import harness
 from safealign.io import read_json, read_jsonl, write_jsonl
 
@@ -116,22 +117,10 @@ def items(tmp_path_factory) -> Path:
 
 
 def _adapter(model_dir: Path, out: Path, noise: float) -> Path:
-    """A LoRA adapter on the tiny model: B = 0 (peft's init, the identity) or B ~ noise."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+    """A LoRA adapter on the tiny model: B = 0 (the identity) or B ~ N(0, noise)."""
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(1)
-    base = AutoModelForCausalLM.from_pretrained(model_dir)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"])
-    peft_model = get_peft_model(base, lora)
-    if noise:
-        with torch.no_grad():
-            for name, p in peft_model.named_parameters():
-                if "lora_B" in name:
-                    p.normal_(0, noise)
-    peft_model.save_pretrained(out)
-    return out
+    return save_random_lora(AutoModelForCausalLM.from_pretrained(model_dir), out, r=4, alpha=8, seed=1, std=noise)
 
 
 SETTINGS = dict(num_fewshot=0, limit=None, batch_size=4, apply_chat_template=True, max_gen_toks=16)
