@@ -413,10 +413,9 @@ class Dag:
         return [f"{R}/models/{wildcards.model}/{wildcards.variant}/merged"]
 
     def p_merge(self, wildcards: Any) -> str:
-        return grid.canonical({
-            "model": self.model_ref(wildcards.model),
-            "dtype": self.config["generation"].get("dtype", "float32"),
-        })
+        # dtype when set (the schema fills it); MergeSpec holds the one default.
+        return grid.canonical({"model": self.model_ref(wildcards.model),
+                               **pick(self.config["generation"], ("dtype",))})
 
     def generation_settings(self, benchmark: str) -> dict[str, Any]:
         """config.generation (:data:`GENERATION_KEYS`) with the benchmark's own overrides."""
@@ -542,7 +541,7 @@ class Dag:
         c = self.config
         report = pick(c.get("report") or {}, REPORT_KEYS)
         return grid.canonical({
-            "title": report.get("title", "safealign report"),
+            **pick(report, ("title",)),  # the schema fills it; ReportSpec holds the one default
             "headline": report_spec.resolve_headline(c),
             # The whole config's hash, as the report's provenance: the report (cheap) reruns on
             # any config edit, and is the only rule that does.
