@@ -289,3 +289,27 @@ def test_shell_commands_and_offline_do_not_depend_on_the_config(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cli.export_offline(False)  # the environment, where set, wins (as cli.setup's default does)
     assert cli.os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_min_validation_accuracy_reaches_the_validate_step_and_gates_it(tmp_path, monkeypatch):
+    """Out of params, the threshold still reaches validate_judge (its untracked argument) and
+    fails a judge below it, recorded beside the accuracy."""
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    from safealign.judge import __main__ as judge_main
+
+    config = copy.deepcopy(BASE)
+    config["judges"]["llama_guard"]["min_validation_accuracy"] = 0.9
+    args = Dag(config).min_validation_accuracy(SimpleNamespace(judge="llama_guard"), output=None)
+    assert args == ["--min-validation-accuracy", "0.9"]
+    monkeypatch.setattr(judge_main, "validate",
+                        lambda params, examples, minimum: {"accuracy": 0.5, "n": 2, "min_accuracy": minimum})
+    examples, out = tmp_path / "heldout.jsonl", tmp_path / "validation.json"
+    examples.write_text("{}\n")
+    monkeypatch.setattr(sys, "argv", ["judge", "validate", "--params", json.dumps({"name": "j", "type": "refusal"}),
+                                      "--examples", str(examples), "--out", str(out), *args])
+    with pytest.raises(SystemExit, match=r"0\.500 .* below judges.<name>.min_validation_accuracy = 0\.9"):
+        judge_main.main()
+    assert json.loads(out.read_text())["min_accuracy"] == 0.9
