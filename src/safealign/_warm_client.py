@@ -1,0 +1,77 @@
+"""The client half of :mod:`safealign.warm`: standard library only, imported by the package's
+``__init__`` while ``python -m safealign.<stage>`` starts, before anything heavy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+
+ENV_VAR = "SAFEALIGN_WARM"
+MAX_MESSAGE = 1 << 20
+STARTUP_WAIT_S = 30.0
+STARTING = "starting"  # a file beside the socket while the server imports
+# Set per job by bash (PWD, SHLVL, _) or by Snakemake's tmpdir resource, and read by no library at
+# import: the warm job gets the client's values anyway (its whole environment is the client's).
+# The server's own address is not compared either.
+PER_JOB_ENV = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "TMPDIR", "TMP", "TEMP", "TEMPDIR", ENV_VAR})
+
+
+def comparable_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in PER_JOB_ENV}
+
+
+def fingerprint(env: dict[str, str], executable: str) -> str:
+    """What a job must share with the warm server to run in a fork of it: the interpreter and every
+    environment variable but :data:`PER_JOB_ENV`."""
+    data = json.dumps([os.path.realpath(executable), sorted(comparable_env(env).items())])
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def delegate() -> None:
+    """Run this ``python -m safealign.<stage> ...`` in a fork of the warm server and exit with its
+    status; return (and run cold, in this process) where there is no server or it refuses."""
+    path = os.environ.get(ENV_VAR, "")
+    orig = getattr(sys, "orig_argv", [])
+    # Only a plain `python -m safealign.<stage> ...`: options such as -X importtime run cold.
+    if not path or path == "0" or len(orig) < 3 or orig[1] != "-m" or not orig[2].startswith("safealign."):
+        return
+    # The server is still importing (its STARTING file is there, its socket not yet): wait for it
+    # rather than import the same libraries here. It removes the file once it listens or stops.
+    starting = os.path.join(os.path.dirname(path), STARTING)
+    deadline = time.monotonic() + STARTUP_WAIT_S
+    while not os.path.exists(path) and os.path.exists(starting) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        conn.connect(path)
+    except OSError:
+        return
+    env = dict(os.environ)
+    request = {"argv": orig[2:], "cwd": os.getcwd(), "env": env, "fingerprint": fingerprint(env, sys.executable),
+               "executable": os.path.realpath(sys.executable)}
+    try:
+        socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
+        reply = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
+    except (OSError, ValueError):
+        conn.close()
+        return
+    if not reply.get("accepted"):
+        print(f"safealign.warm: running cold: {reply.get('reason', 'no answer from the server')}", file=sys.stderr)
+        conn.close()
+        return
+    # The job runs in the server's fork from here on; this process only waits for its status.
+    try:
+        done = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
+    except (OSError, ValueError):
+        done = {}
+    if "status" not in done:
+        print("safealign.warm: the warm server ended before the job reported its status", file=sys.stderr)
+        os._exit(1)
+    print(f"safealign.warm: ran in a fork of the warm server (pid {reply.get('pid')}): exit {done['status']}, "
+          f"CPU user {done['user_s']:.2f} s, system {done['system_s']:.2f} s, max RSS {done['max_rss_kb']} kB",
+          file=sys.stderr, flush=True)
+    os._exit(done["status"] if done["status"] >= 0 else 128 - done["status"])
