@@ -49,6 +49,7 @@ train_log_input = D.train_log_input
 world_validations = D.world_validations
 train_logs = D.train_logs
 benchmark_files = D.benchmark_files
+job_log_files = D.job_log_files
 report_judgment_files = D.report_judgment_files
 report_meta_files = D.report_meta_files
 # sources, models, judges

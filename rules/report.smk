@@ -1,5 +1,6 @@
 # The one self-contained HTML report. It reads only its declared inputs: the tidy tables, the
-# judgments (responses browser), the provenance files and every job's benchmark TSV (cost table).
+# judgments (responses browser), the provenance files and every job's benchmark TSV and log (cost
+# table; a warm job's log holds its CPU time, safealign.warm).
 
 
 rule report:
@@ -14,6 +15,7 @@ rule report:
         metas=report_meta_files(),
         capability=variant_files(f"{R}/capability/{{model}}/{{variant}}.json"),
         benchmarks=benchmark_files(),
+        logs=job_log_files(),
     output:
         html=report(
             f"{R}/report.html",
@@ -46,6 +48,6 @@ rule report:
             "--disagreements {input.disagreements} --validations {input.validations} "
             "--train-logs {input.train_logs} --judgments {input.judgments} "
             "--metas {input.metas} --capability {input.capability} "
-            "--benchmarks {input.benchmarks} --out {output.html} "
+            "--benchmarks {input.benchmarks} --logs {input.logs} --out {output.html} "
             "--plots-dir {output.plots}",
         )

@@ -377,6 +377,13 @@ def test_slurm_outputs_equal_local_outputs(smoke: SmokeRuns):
     assert sorted(slurm) == sorted(local)
     differ = [name for name in slurm if slurm[name] != local[name]]
     assert not differ, f"Slurm and local runs wrote different {differ}"
+    # The Slurm jobs ran cold, the local run's in forks of the warm server (safealign.warm): the
+    # equal bytes above also show that running warm changes no result.
+    from safealign.warm import warm_logs
+
+    local_warm = warm_logs(smoke.local_dir / "results")
+    assert not warm_logs(smoke.slurm_dir / "results")
+    assert any(p.endswith("train.log") for p in local_warm) and any(p.startswith("generations") for p in local_warm)
 
 
 def test_profile_dry_run_routes_gpu_jobs():

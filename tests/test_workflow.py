@@ -178,6 +178,24 @@ def test_fake_hub_token_reaches_no_output(grid_run):
     assert scanned >= 200  # 120 jobs' outputs, logs and benchmark files
 
 
+def test_jobs_ran_in_forks_of_the_warm_server(grid_run):
+    """A local run starts the warm server (safealign.warm) and its jobs run in forks of it: every
+    training, generation, model-judge and capability job, none of them cold for a differing
+    environment (which would silently cost each job its imports again)."""
+    from safealign.warm import warm_logs
+
+    logs = grid_run / "results" / "logs"
+    warm = set(warm_logs(grid_run / "results"))
+    cold = [str(p.relative_to(logs)) for p in logs.rglob("*.log") if "running cold" in p.read_text(errors="replace")]
+    assert not cold, cold
+    for pattern in ("models/tiny/*/train.log", "generations/tiny/*.log", "judgments/tiny/*/llama_guard.log",
+                    "judgments/tiny/*/toxicity.log", "capability/tiny/*.log"):
+        jobs = {str(p.relative_to(logs)) for p in logs.glob(pattern)}
+        assert len(jobs) >= 14 and jobs <= warm, (pattern, sorted(jobs - warm))
+    server_log = (grid_run / ".snakemake" / "log" / "safealign-warm.log").read_text()
+    assert f"stopped after {len(warm)} jobs" in server_log, server_log
+
+
 # ---------------------------------------------------------------- the report in a real browser
 
 # Markup in a prompt and a response: if the report ever let it through as HTML it would run and set

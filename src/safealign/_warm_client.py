@@ -14,6 +14,7 @@ ENV_VAR = "SAFEALIGN_WARM"
 MAX_MESSAGE = 1 << 20
 STARTUP_WAIT_S = 30.0
 STARTING = "starting"  # a file beside the socket while the server imports
+RAN_WARM = "ran in a fork of the warm server"  # the client's last line in a warm job's log
 # Set per job by bash (PWD, SHLVL, _) or by Snakemake's tmpdir resource, and read by no library at
 # import: the warm job gets the client's values anyway (its whole environment is the client's).
 # The server's own address is not compared either.
@@ -71,7 +72,7 @@ def delegate() -> None:
     if "status" not in done:
         print("safealign.warm: the warm server ended before the job reported its status", file=sys.stderr)
         os._exit(1)
-    print(f"safealign.warm: ran in a fork of the warm server (pid {reply.get('pid')}): exit {done['status']}, "
+    print(f"safealign.warm: {RAN_WARM} (pid {reply.get('pid')}): exit {done['status']}, "
           f"CPU user {done['user_s']:.2f} s, system {done['system_s']:.2f} s, max RSS {done['max_rss_kb']} kB",
           file=sys.stderr, flush=True)
     os._exit(done["status"] if done["status"] >= 0 else 128 - done["status"])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -81,6 +82,16 @@ def pick(spec: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     """``spec``'s entries whose key is in ``keys`` (an allow-list), in ``spec``'s order."""
     keys = set(keys)
     return {k: v for k, v in spec.items() if k in keys}
+
+
+def log_of_benchmark(tsv: str) -> str:
+    """The log path of the job whose ``benchmark:`` path is ``tsv`` (the rules' ``log:`` layout)."""
+    rel = Path(tsv).relative_to(f"{R}/benchmarks_tsv").with_suffix("")
+    head, rest = rel.parts[0], rel.parts[1:]
+    if head in ("train", "merge"):  # train/<model>/<variant> -> models/<model>/<variant>/train
+        return str(Path(R, "logs", "models", *rest, head)) + ".log"
+    head = {"generate": "generations", "judge": "judgments"}.get(head, head)
+    return str(Path(R, "logs", head, *rest)) + ".log"
 
 
 class Dag:
@@ -204,6 +215,12 @@ class Dag:
 
     def benchmark_files(self) -> list[str]:
         return [path for path, _ in self.benchmark_jobs()]
+
+    def job_log_files(self) -> list[str]:
+        """Each :meth:`benchmark_files` job's log, in the same order: where a job that ran in a
+        fork of the warm server (safealign.warm) logged its own CPU time and peak memory, which its
+        benchmark TSV (the client process's) does not hold."""
+        return [log_of_benchmark(path) for path in self.benchmark_files()]
 
     def report_judgment_files(self) -> list[str]:
         return [f"{R}/judgments/{v.model}/{v.name}/{b}/{j}.jsonl" for v in self.variants.values()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -661,10 +662,27 @@ def _step_of(rel: Path) -> tuple[str, str]:
     return head, ""
 
 
-def cost_tables(paths: list[str], gpus: dict[str, int], root: Path | None = None):
+WARM_USAGE = re.compile(r"CPU user ([0-9.]+) s, system ([0-9.]+) s, max RSS ([0-9]+) kB")
+
+
+def warm_usage(log: str | Path) -> tuple[float, float] | None:
+    """(CPU seconds, peak RSS in MB) a job logged when it ran in a fork of the warm server
+    (safealign.warm); None for a job that ran in its own process."""
+    from ._warm_client import RAN_WARM
+
+    text = Path(log).read_text(encoding="utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if RAN_WARM in line]
+    m = WARM_USAGE.search(lines[-1]) if lines else None
+    return (float(m[1]) + float(m[2]), int(m[3]) / 1024) if m else None
+
+
+def cost_tables(paths: list[str], gpus: dict[str, int], root: Path | None = None, logs: list[str] | None = None):
     """Per rule and per grid cell: jobs, wall seconds, CPU seconds (Snakemake's cpu_time), GPU
     seconds (wall x the GPUs the job requested), peak RSS; from the declared benchmark TSVs.
-    ``root``: the directory the paths' rule / cell layout starts at (default: their common parent)."""
+    ``root``: the directory the paths' rule / cell layout starts at (default: their common parent).
+    ``logs``: each TSV's job log, in the same order. A TSV measures the process tree Snakemake
+    started; a job that ran in a fork of the warm server (safealign.warm) is outside it, so its CPU
+    seconds and peak RSS come from the line its log ends with (``warm_jobs`` counts those)."""
     import os
 
     import pandas as pd
@@ -672,8 +690,10 @@ def cost_tables(paths: list[str], gpus: dict[str, int], root: Path | None = None
     if root is None and paths:
         root = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
 
+    if logs is not None and len(logs) != len(paths):
+        raise ValueError(f"{len(logs)} job logs for {len(paths)} benchmark files")
     rows = []
-    for path in paths:
+    for i, path in enumerate(paths):
         t = pd.read_csv(path, sep="\t")
         if not len(t):
             continue
@@ -688,13 +708,17 @@ def cost_tables(paths: list[str], gpus: dict[str, int], root: Path | None = None
             except (TypeError, ValueError):
                 return float("nan")
 
-        rows.append({"rule": rule, "cell": cell, "wall_s": num("s"), "cpu_s": num("cpu_time"),
-                     "gpu_s": num("s") * gpus.get(path, 0), "max_rss_mb": num("max_rss")})
+        row = {"rule": rule, "cell": cell, "wall_s": num("s"), "cpu_s": num("cpu_time"),
+               "gpu_s": num("s") * gpus.get(path, 0), "max_rss_mb": num("max_rss"), "warm": 0}
+        usage = warm_usage(logs[i]) if logs is not None else None
+        if usage is not None:
+            row.update(cpu_s=row["cpu_s"] + usage[0], max_rss_mb=usage[1], warm=1)
+        rows.append(row)
     if not rows:
         return None, None
     df = pd.DataFrame(rows)
     agg = {"jobs": ("wall_s", "count"), "wall_s": ("wall_s", "sum"), "cpu_s": ("cpu_s", "sum"),
-           "gpu_s": ("gpu_s", "sum"), "max_rss_mb": ("max_rss_mb", "max")}
+           "gpu_s": ("gpu_s", "sum"), "max_rss_mb": ("max_rss_mb", "max"), "warm_jobs": ("warm", "sum")}
     per_rule = df.groupby("rule").agg(**agg).sort_values("wall_s", ascending=False)
     cells = df[df.cell.str.contains("/")]
     per_cell = cells.groupby("cell").agg(**agg).sort_values("wall_s", ascending=False) if len(cells) else None
@@ -905,7 +929,10 @@ def render(params: dict[str, Any] | ReportSpec, df, disagreements: list[dict], v
     if per_rule is not None:
         body["cost"] = ("<p>From the Snakemake <code>benchmark:</code> files of every job (inputs of this "
                         "rule): wall seconds, CPU seconds (cpu_time), GPU seconds (wall x GPUs requested), "
-                        "peak RSS (MB).</p><h3>Per rule</h3>"
+                        "peak RSS (MB). <code>warm_jobs</code> ran in a fork of the warm interpreter of a local "
+                        "run (README, Benchmarks): outside the process tree a benchmark file measures, so their "
+                        "CPU seconds and peak RSS are the ones the job logged (its log's last line).</p>"
+                        "<h3>Per rule</h3>"
                         + per_rule.to_html(float_format=lambda v: f"{v:.1f}", classes="grid", na_rep="–"))
         if per_cell is not None:
             body["cost"] += ("<h3>Per grid cell</h3>"
@@ -944,6 +971,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metas", nargs="*", default=[], help="generation meta.json and judge .meta.json files")
     p.add_argument("--capability", nargs="*", default=[])
     p.add_argument("--benchmarks", nargs="*", default=[], help="the jobs' benchmark TSVs")
+    p.add_argument("--logs", nargs="*", help="each benchmark TSV's job log, in the same order")
     p.add_argument("--out", required=True)
     p.add_argument("--plots-dir", help="also write every figure here as PNG (Snakemake's report items)")
     args = p.parse_args(argv)
@@ -974,7 +1002,7 @@ def main(argv: list[str] | None = None) -> None:
                else f"{q[-3]}/{q[-2]}/{q[-1].removesuffix('.meta.json')}")
         metas[key] = io.read_json(path)
     capability = {f"{Path(c).parts[-2]}/{Path(c).stem}": io.read_json(c) for c in args.capability}
-    cost = cost_tables(args.benchmarks, params.gpus)
+    cost = cost_tables(args.benchmarks, params.gpus, logs=args.logs)
     io.write_text(args.out, render(params, df, io.read_jsonl(args.disagreements), validations, train_logs, cost,
                                    comp=comp, seeds=seeds, judgments=judgments, metas=metas,
                                    capability=capability, cwd=Path.cwd()))

@@ -52,7 +52,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ._warm_client import ENV_VAR, MAX_MESSAGE, STARTING, comparable_env, fingerprint
+from ._warm_client import ENV_VAR, MAX_MESSAGE, RAN_WARM, STARTING, comparable_env, fingerprint
 
 # What the model stages import (measured with `python -X importtime` on each stage's job):
 # importing them once here is the whole point. Missing ones (another env) are skipped.
@@ -347,6 +347,13 @@ def _reopen_stdio() -> None:
 
 
 # ---------------------------------------------------------------- lifecycle (workflow/Snakefile)
+
+
+def warm_logs(results: Path) -> list[str]:
+    """The job logs under ``results/logs`` whose job ran in a fork of the warm server."""
+    logs = Path(results) / "logs"
+    return sorted(str(p.relative_to(logs)) for p in logs.rglob("*.log")
+                  if RAN_WARM in p.read_text(encoding="utf-8", errors="replace"))
 
 
 class Server:
