@@ -121,25 +121,62 @@ def snakemake_cmd(tree: Path, *args: str) -> list[str]:
 # ---------------------------------------------------------------- item 1: tiny grid and imports
 
 
+# Item 1's two ways of running the same grid: jobs forked from the warm interpreter (the default
+# of a local run, src/safealign/warm.py) and every job its own `python` process (as before it).
+MODES = {"warm": {}, "cold": {"SAFEALIGN_WARM": "0"}}
+
+JOB_CPU = """
+import json, sys, yaml
+from pathlib import Path
+from safealign.configload import load_config
+from safealign.dag import Dag
+from safealign.report import cost_tables
+tree, grid = Path(sys.argv[1]), Path(sys.argv[2])
+config = yaml.safe_load((tree / "config" / "config.yaml").read_text())
+load_config(config, [str(tree / "config" / "config.yaml")], tree / "workflow" / "schemas" / "config.schema.yaml")
+d = Dag(config)
+per_rule, _ = cost_tables([str(grid / p) for p in d.benchmark_files()], {},
+                          logs=[str(grid / p) for p in d.job_log_files()])
+print(json.dumps({r: {"jobs": int(x.jobs), "cpu_s": round(float(x.cpu_s), 2), "warm_jobs": int(x.warm_jobs)}
+                  for r, x in per_rule.iterrows()}))
+"""
+
+
+def job_cpu(tree: Path, grid: Path) -> dict:
+    """CPU seconds per rule of a finished grid: its benchmark TSVs, or, for a job that ran warm,
+    the CPU time its log holds (safealign.report.cost_tables, as the report's cost table)."""
+    _, _, proc = timed([sys.executable, "-c", JOB_CPU, str(tree), str(grid)], grid, env_for(REPO), check=False)
+    lines = json_lines(proc.stdout)
+    return lines[-1] if lines else {}
+
+
 def item1(trees: dict[str, Path], work: Path, repeats: int, jobs_only: bool = False) -> list[dict]:
-    """With ``jobs_only`` (``--grid-dir`` given), only the entry points' jobs, on that run."""
-    rows, walls = [], {name: [] for name in trees}
+    """The tiny grid from an empty directory, warm and cold, for each tree; with ``jobs_only``
+    (``--grid-dir`` given) only the entry points' jobs, on that run."""
+    rows, runs = [], {(name, mode): [] for name in trees for mode in MODES}
+    order = list(runs)
     for r in range(0 if jobs_only else repeats):
-        # Alternate the order, so that neither tree always runs first on a shared machine.
-        for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
-            d = work / f"grid-{name}"
+        # Alternate the order, so that no run always goes first on a shared machine.
+        for name, mode in (order if r % 2 == 0 else list(reversed(order))):
+            d = work / (f"grid-{name}" if mode == "warm" else f"grid-{name}-{mode}")
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir(parents=True)
-            wall, cpu, _ = timed(snakemake_cmd(trees[name], "--cores", "2"), d, env_for(trees[name]),
-                                 log=work / "logs" / f"grid-{name}-{r}.log")
-            walls[name].append((wall, cpu))
-    for name, runs in walls.items():
-        if not runs:
+            wall, cpu, _ = timed(snakemake_cmd(trees[name], "--cores", "2"), d,
+                                 {**env_for(trees[name]), **MODES[mode]},
+                                 log=work / "logs" / f"grid-{name}-{mode}-{r}.log")
+            runs[(name, mode)].append((wall, cpu, job_cpu(trees[name], d)))
+    for (name, mode), rs in runs.items():
+        if not rs:
             continue
-        rows.append(row("1", "tiny grid, clean to report (120 jobs)", "s", [w for w, _ in runs],
-                        target="<= 240 s", met=statistics.median(w for w, _ in runs) <= 240, tree=name,
-                        command="snakemake --cores 2 (empty directory)",
-                        cpu_s=[c for _, c in runs]))
+        per_rule = rs[-1][2]
+        jobs_cpu = [sum(v["cpu_s"] for v in x[2].values()) for x in rs]
+        rows.append(row("1", f"tiny grid, clean to report (120 jobs), {mode}", "s", [w for w, _, _ in rs],
+                        target="<= 240 s", met=statistics.median(w for w, _, _ in rs) <= 240, tree=name,
+                        command=f"snakemake --cores 2 (empty directory){' SAFEALIGN_WARM=0' if MODES[mode] else ''}",
+                        snakemake_tree_cpu_s=[c for _, c, _ in rs], jobs_cpu_s=jobs_cpu, per_rule=per_rule))
+        for rule, v in sorted(per_rule.items(), key=lambda kv: -kv[1]["cpu_s"]):
+            rows.append(row("1", f"  {mode}: {rule} x {v['jobs']} jobs ({v['warm_jobs']} warm), CPU", "s",
+                            [v["cpu_s"]], tree=name, command="results/report.html cost table"))
     for name, tree in trees.items():
         rows += entry_imports(tree, work / f"grid-{name}", work, name)
     return rows
@@ -276,13 +313,15 @@ def smollm2(work: Path) -> Path | None:
 def item4(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
     rows = []
     prompts = grid / "results" / "prompts" / "alert.jsonl"
-    models = [("tiny world base", grid / "results" / "models" / "tiny" / "base", 64, 32)]
+    # (label, model, prompts = batch size, new tokens, repeats): one SmolLM2 prompt at a time takes
+    # about 2 s per prompt on this machine, so it runs once.
+    models = [("tiny world base", grid / "results" / "models" / "tiny" / "base", 32, 32, repeats)]
     smol = smollm2(work)
     if smol is not None:
-        models.append(("SmolLM2-135M-Instruct", smol, 8 if quick else 32, 16 if quick else 32))
-    for label, model, n, new_tokens in models:
+        models.append(("SmolLM2-135M-Instruct", smol, 8 if quick else 32, 16 if quick else 32, 1))
+    for label, model, n, new_tokens, reps in models:
         cmd = [sys.executable, str(BENCH / "gen_tokens.py"), "--model", str(model), "--prompts", str(prompts),
-               "--n", str(n), "--batch-sizes", f"{n},1", "--repeats", str(repeats), "--max-new-tokens",
+               "--n", str(n), "--batch-sizes", f"{n},1", "--repeats", str(reps), "--max-new-tokens",
                str(new_tokens)]
         _, _, proc = timed(cmd, work, env_for(REPO), log=work / "logs" / f"gen-{label}.log")
         res = {r["batch_size"]: r for r in json_lines(proc.stdout)}
@@ -334,9 +373,11 @@ def item6(work: Path, grid: Path, quick: bool) -> list[dict]:
     cases = [("tiny world base, 5 methods", ["--model", str(grid / "results" / "models" / "tiny" / "base"),
                                              "--methods", "5"])]
     if smol is not None:
+        # 8 pairs, one optimizer step per method, both cores: a 135M model's DPO step on CPU takes
+        # about 15 s with 2 threads (64 pairs at 1 thread took over 20 minutes in all).
         cases.append(("SmolLM2-135M-Instruct + LoRA, 5 methods",
-                      ["--model", str(smol), "--methods", "5", "--pairs", "32" if quick else "64", "--epochs", "1",
-                       "--target-modules", "q_proj,k_proj,v_proj,o_proj"]))
+                      ["--model", str(smol), "--methods", "5", "--pairs", "8", "--epochs", "1",
+                       "--target-modules", "q_proj,k_proj,v_proj,o_proj", "--threads", "2"]))
     for label, args in cases:
         cmd = [sys.executable, str(BENCH / "shared_ref.py"), "--config", str(REPO / "config" / "config.yaml"), *args]
         _, _, proc = timed(cmd, work, env_for(REPO), log=work / "logs" / f"shared-ref-{label[:10]}.log")

@@ -248,6 +248,34 @@ def test_cost_tables_per_rule_and_cell(tmp_path):
     assert "aggregate" in per_rule.index and "" not in per_cell.index
 
 
+def test_cost_tables_take_a_warm_jobs_cpu_and_memory_from_its_log(tmp_path):
+    """A job that ran in a fork of the warm server (safealign.warm) is outside the process tree its
+    benchmark TSV measured: its CPU seconds and peak RSS are the ones its log's last line holds."""
+    from safealign._warm_client import RAN_WARM
+    from safealign.dag import log_of_benchmark
+
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    paths, logs = [], []
+    for cell, log_tail in (("dpo-seed0", f"safealign.warm: {RAN_WARM} (pid 7): exit 0, CPU user 6.50 s, system "
+                                         "1.25 s, max RSS 524288 kB\n"),
+                           ("nca-seed0", "done\n")):
+        tsv = tmp_path / "results" / "benchmarks_tsv" / "train" / "m" / f"{cell}.tsv"
+        tsv.parent.mkdir(parents=True, exist_ok=True)
+        tsv.write_text(head + "9.0\t0:00:09\t30\t-\t-\t-\t-\t-\t-\t0.25\n")
+        log = tmp_path / log_of_benchmark(str(tsv.relative_to(tmp_path)))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("training...\n" + log_tail)
+        paths.append(str(tsv))
+        logs.append(str(log))
+    assert logs[0].endswith("results/logs/models/m/dpo-seed0/train.log")
+    _, per_cell = cost_tables(paths, {}, tmp_path / "results" / "benchmarks_tsv", logs=logs)
+    warm, cold = per_cell.loc["m/dpo-seed0"], per_cell.loc["m/nca-seed0"]
+    assert (warm.cpu_s, warm.max_rss_mb, warm.warm_jobs) == (0.25 + 6.5 + 1.25, 512.0, 1)
+    assert (cold.cpu_s, cold.max_rss_mb, cold.warm_jobs) == (0.25, 30.0, 0)
+    with pytest.raises(ValueError, match="1 job logs for 2 benchmark files"):
+        cost_tables(paths, {}, logs=logs[:1])
+
+
 def test_pareto_front():
     pts = {"base": (0.4, 0.8), "a": (0.9, 0.6), "b": (0.8, 0.5), "c": (0.7, 0.85)}
     assert pareto_front(pts, True, True) == {"a", "c"}  # b is dominated by a; base by c
