@@ -12,7 +12,7 @@ from conftest import REPO
 NO_MODEL_STEPS = ("safealign.metrics", "safealign.aggregate", "safealign.report", "safealign.data.preference",
                   "safealign.data.benchmark", "safealign.world.data", "safealign.world.__main__",
                   "safealign.judge.refusal", "safealign.judge.agreement", "safealign.grid", "safealign.configload",
-                  "safealign.checks", "safealign.planning", "safealign.specs")
+                  "safealign.checks", "safealign.planning", "safealign.specs", "safealign.warm")
 MODEL_LIBRARIES = ("torch", "transformers", "trl", "peft", "sklearn", "datasets")
 
 

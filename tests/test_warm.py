@@ -73,6 +73,15 @@ def test_a_job_runs_in_a_fork_with_the_clients_stdio_cwd_argv_and_exit_status(se
     assert "ran in a fork of the warm server" in res.stderr and "exit 3" in res.stderr
 
 
+def test_each_warm_job_draws_fresh_randomness(server, tmp_path):
+    """A new interpreter seeds ``random`` (and numpy) from the OS; forks of one server would all
+    start from its state without the reseeding in each job."""
+    sock, _ = server
+    draws = [json.loads(_probe(sock, cwd=tmp_path).stdout.splitlines()[0]) for _ in range(2)]
+    assert all(d["imported"] == {MARKER: True} for d in draws)
+    assert draws[0]["random"] != draws[1]["random"]
+
+
 def test_another_environment_runs_cold_and_says_which_variable(server, tmp_path):
     sock, _ = server
     res = _probe(sock, cwd=tmp_path, SAFEALIGN_PROBE="x", OMP_NUM_THREADS="7")

@@ -39,6 +39,7 @@ import argparse
 import atexit
 import json
 import os
+import random
 import runpy
 import select
 import shutil
@@ -296,6 +297,11 @@ def _run_job(fds: list[int], request: dict[str, Any]) -> None:
         for key, value in _SET_BY_IMPORTS.items():
             os.environ.setdefault(key, value)
         tempfile.tempdir = None  # TMPDIR is the job's (Snakemake's tmpdir resource)
+        # Fresh entropy for the generators a new interpreter seeds from the OS at import (every fork
+        # would otherwise start from the server's state); torch's default seed is a constant anyway.
+        random.seed()
+        if "numpy" in sys.modules:
+            sys.modules["numpy"].random.seed()
         module, *args = request["argv"]
         sys.argv = [module, *args]  # not "-m": the package's __init__ must not delegate again
         sys.orig_argv = [sys.executable, "-m", module, *args]
@@ -433,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "serve":
         return serve(args.socket, args.parent, [m for m in args.preload.split(",") if m], args.own_dir)
     print(json.dumps({"pid": os.getpid(), "cwd": os.getcwd(), "argv": sys.argv, "sys_path0": sys.path[0],
-                      "imported": {m: m in sys.modules for m in args.module},
+                      "imported": {m: m in sys.modules for m in args.module}, "random": random.random(),
                       "env": {k: os.environ.get(k) for k in ("SAFEALIGN_PROBE", "OMP_NUM_THREADS")},
                       "stdin": sys.stdin.read()}), flush=True)
     print("probe: stderr line", file=sys.stderr, flush=True)
