@@ -358,6 +358,13 @@ def test_benchmark_jobs_are_the_dags_benchmark_paths(project, tmp_path, overlay)
     assert dry == set(Dag(config).benchmark_files()) | {"results/benchmarks_tsv/report.tsv"}
     if overlay:
         assert any("/merge/" in path for path in dry)
+    # Dag.job_log_files pairs each TSV with its job's log (the report reads a warm job's CPU time
+    # there): the same jobs' log: paths, in the same order as the TSVs.
+    jobs = [block for block in run.stdout.split("\nrule ")[1:] if "benchmark: " in block and "log: " in block]
+    pairs = {re.search(r"benchmark: (\S+)", b)[1]: re.search(r"log: (\S+)", b)[1] for b in jobs}
+    d = Dag(config)
+    assert dict(zip(d.benchmark_files(), d.job_log_files(), strict=True)) == {
+        tsv: log for tsv, log in pairs.items() if tsv != "results/benchmarks_tsv/report.tsv"}
 
 
 if __name__ == "__main__":
