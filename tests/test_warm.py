@@ -157,13 +157,14 @@ def test_not_started_off_the_local_executor_or_when_turned_off(local_exec, env, 
     assert not (tmp_path / "warm.log").exists()
 
 
-def test_start_points_jobs_at_the_server_and_stop_ends_it(tmp_path, monkeypatch):
+def test_start_points_jobs_at_the_server_and_stop_ends_it(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(warm.ENV_VAR, raising=False)
     if warm.enabled(True):  # a GPU machine: never started there
         assert warm.start(True, tmp_path / "warm.log", preload=[MARKER]) is None
         return
     monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
     server = warm.start(True, tmp_path / "warm.log", preload=[MARKER], wait_s=60)
+    assert "jobs run in forks of a warm interpreter" in capsys.readouterr().err
     try:
         assert os.environ[warm.ENV_VAR] == server.sock_path and os.path.exists(server.sock_path)
         # A job as Snakemake starts one: the environment of `snakemake` plus a threads-1 job's variables.

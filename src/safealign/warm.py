@@ -416,6 +416,8 @@ def start(local_exec: bool, log: Path, threads: int = 1, preload: tuple[str, ...
              "--preload", ",".join(preload), "--own-dir"],
             env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     os.environ[ENV_VAR] = sock_path
+    print(f"safealign.warm: jobs run in forks of a warm interpreter (log: {log}; SAFEALIGN_WARM=0 turns it off)",
+          file=sys.stderr)
     server = Server(proc, sock_path, log)
     deadline = time.time() + wait_s
     while time.time() < deadline and not os.path.exists(sock_path) and proc.poll() is None:
