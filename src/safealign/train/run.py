@@ -40,11 +40,12 @@ from . import methods
 log = logging.getLogger(__name__)
 
 
-def _device_flags(settings: dict[str, Any]) -> tuple[bool, bool]:
+def _device_flags(bf16: bool) -> tuple[bool, bool]:
+    """(use_cpu, bf16) for TRL: bf16 autocast only on a GPU."""
     import torch
 
     cuda = torch.cuda.is_available()
-    return (not cuda, bool(cuda and settings.get("bf16", False)))
+    return (not cuda, bool(cuda and bf16))
 
 
 def _dataset(pairs: list[dict[str, Any]], trainer: str):
@@ -90,7 +91,7 @@ def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict | RefLo
     """
     spec = RefLogpsSpec.from_params(settings)
     config_cls, trainer_cls = methods.classes("dpo")
-    use_cpu, bf16 = _device_flags({"bf16": spec.bf16})
+    use_cpu, bf16 = _device_flags(spec.bf16)
     tok = load_tokenizer(model_ref, padding_side="right")
     model = load_model(model_ref, dtype=spec.dtype, quantization=spec.quantization)
     peft_config = None
@@ -249,7 +250,7 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
     import torch
 
     torch.manual_seed(int(settings["seed"]))
-    use_cpu, bf16 = _device_flags(settings)
+    use_cpu, bf16 = _device_flags(settings.get("bf16", False))
     settings, batch = methods.distribute_batch(settings, world_size())
     tok = load_tokenizer(model_ref, padding_side="right")
     peft_kind = settings.get("peft", "lora")
