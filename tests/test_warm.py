@@ -71,6 +71,11 @@ def test_a_job_runs_in_a_fork_with_the_clients_stdio_cwd_argv_and_exit_status(se
     assert out["stdin"] == "from the client\n"
     assert "probe: stderr line" in res.stderr
     assert "ran in a fork of the warm server" in res.stderr and "exit 3" in res.stderr
+    # The line the report's cost table reads the job's CPU time from (safealign.report.cost_tables).
+    from safealign._warm_client import logged_usage
+
+    cpu_s, rss_mb = logged_usage(res.stderr)
+    assert cpu_s >= 0 and rss_mb > 0
 
 
 def test_each_warm_job_draws_fresh_randomness(server, tmp_path):

@@ -15,6 +15,9 @@ MAX_MESSAGE = 1 << 20
 STARTUP_WAIT_S = 30.0
 STARTING = "starting"  # a file beside the socket while the server imports
 RAN_WARM = "ran in a fork of the warm server"  # the client's last line in a warm job's log
+# ... and the job's own resource use on it (:func:`logged_usage` reads it back for the report).
+USAGE = "CPU user {user_s:.2f} s, system {system_s:.2f} s, max RSS {max_rss_kb} kB"
+USAGE_PATTERN = r"CPU user ([0-9.]+) s, system ([0-9.]+) s, max RSS ([0-9]+) kB"
 # Set per job by bash (PWD, SHLVL, _) or by Snakemake's tmpdir resource, and read by no library at
 # import: the warm job gets the client's values anyway (its whole environment is the client's).
 # The server's own address is not compared either.
@@ -30,6 +33,16 @@ def fingerprint(env: dict[str, str], executable: str) -> str:
     environment variable but :data:`PER_JOB_ENV`."""
     data = json.dumps([os.path.realpath(executable), sorted(comparable_env(env).items())])
     return hashlib.sha256(data.encode()).hexdigest()
+
+
+def logged_usage(log_text: str) -> tuple[float, float] | None:
+    """(CPU seconds, peak RSS in MB) from the last :data:`RAN_WARM` line of a job's log; None for
+    a job that ran in its own process."""
+    import re
+
+    lines = [line for line in log_text.splitlines() if RAN_WARM in line]
+    m = re.search(USAGE_PATTERN, lines[-1]) if lines else None
+    return (float(m[1]) + float(m[2]), int(m[3]) / 1024) if m else None
 
 
 def delegate() -> None:
@@ -73,6 +86,5 @@ def delegate() -> None:
         print("safealign.warm: the warm server ended before the job reported its status", file=sys.stderr)
         os._exit(1)
     print(f"safealign.warm: {RAN_WARM} (pid {reply.get('pid')}): exit {done['status']}, "
-          f"CPU user {done['user_s']:.2f} s, system {done['system_s']:.2f} s, max RSS {done['max_rss_kb']} kB",
-          file=sys.stderr, flush=True)
+          + USAGE.format(**done), file=sys.stderr, flush=True)
     os._exit(done["status"] if done["status"] >= 0 else 128 - done["status"])

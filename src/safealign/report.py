@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import html
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -662,20 +661,6 @@ def _step_of(rel: Path) -> tuple[str, str]:
     return head, ""
 
 
-WARM_USAGE = re.compile(r"CPU user ([0-9.]+) s, system ([0-9.]+) s, max RSS ([0-9]+) kB")
-
-
-def warm_usage(log: str | Path) -> tuple[float, float] | None:
-    """(CPU seconds, peak RSS in MB) a job logged when it ran in a fork of the warm server
-    (safealign.warm); None for a job that ran in its own process."""
-    from ._warm_client import RAN_WARM
-
-    text = Path(log).read_text(encoding="utf-8", errors="replace")
-    lines = [line for line in text.splitlines() if RAN_WARM in line]
-    m = WARM_USAGE.search(lines[-1]) if lines else None
-    return (float(m[1]) + float(m[2]), int(m[3]) / 1024) if m else None
-
-
 def cost_tables(paths: list[str], gpus: dict[str, int], root: Path | None = None, logs: list[str] | None = None):
     """Per rule and per grid cell: jobs, wall seconds, CPU seconds (Snakemake's cpu_time), GPU
     seconds (wall x the GPUs the job requested), peak RSS; from the declared benchmark TSVs.
@@ -689,6 +674,8 @@ def cost_tables(paths: list[str], gpus: dict[str, int], root: Path | None = None
 
     if root is None and paths:
         root = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
+
+    from ._warm_client import logged_usage
 
     if logs is not None and len(logs) != len(paths):
         raise ValueError(f"{len(logs)} job logs for {len(paths)} benchmark files")
@@ -710,7 +697,7 @@ def cost_tables(paths: list[str], gpus: dict[str, int], root: Path | None = None
 
         row = {"rule": rule, "cell": cell, "wall_s": num("s"), "cpu_s": num("cpu_time"),
                "gpu_s": num("s") * gpus.get(path, 0), "max_rss_mb": num("max_rss"), "warm": 0}
-        usage = warm_usage(logs[i]) if logs is not None else None
+        usage = logged_usage(Path(logs[i]).read_text(encoding="utf-8", errors="replace")) if logs else None
         if usage is not None:
             row.update(cpu_s=row["cpu_s"] + usage[0], max_rss_mb=usage[1], warm=1)
         rows.append(row)
