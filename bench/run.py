@@ -125,29 +125,24 @@ def snakemake_cmd(tree: Path, *args: str) -> list[str]:
 # of a local run, src/safealign/warm.py) and every job its own `python` process (as before it).
 MODES = {"warm": {}, "cold": {"SAFEALIGN_WARM": "0"}}
 
-JOB_CPU = """
-import json, sys, yaml
-from pathlib import Path
-from safealign.configload import load_config
-from safealign.dag import Dag
-from safealign.report import cost_tables
-tree, grid = Path(sys.argv[1]), Path(sys.argv[2])
-config = yaml.safe_load((tree / "config" / "config.yaml").read_text())
-load_config(config, [str(tree / "config" / "config.yaml")], tree / "workflow" / "schemas" / "config.schema.yaml")
-d = Dag(config)
-per_rule, _ = cost_tables([str(grid / p) for p in d.benchmark_files()], {},
-                          logs=[str(grid / p) for p in d.job_log_files()])
-print(json.dumps({r: {"jobs": int(x.jobs), "cpu_s": round(float(x.cpu_s), 2), "warm_jobs": int(x.warm_jobs)}
-                  for r, x in per_rule.iterrows()}))
-"""
-
-
 def job_cpu(tree: Path, grid: Path) -> dict:
-    """CPU seconds per rule of a finished grid: its benchmark TSVs, or, for a job that ran warm,
-    the CPU time its log holds (safealign.report.cost_tables, as the report's cost table)."""
-    _, _, proc = timed([sys.executable, "-c", JOB_CPU, str(tree), str(grid)], grid, env_for(REPO), check=False)
-    lines = json_lines(proc.stdout)
-    return lines[-1] if lines else {}
+    """CPU seconds per rule of a finished grid, as the report's cost table counts them
+    (safealign.report.cost_tables: the benchmark TSVs, or a warm job's own line in its log)."""
+    import yaml
+
+    sys.path.insert(0, str(REPO / "src"))
+    from safealign.configload import load_config
+    from safealign.dag import Dag
+    from safealign.report import cost_tables
+
+    config_file = tree / "config" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    load_config(config, [str(config_file)], tree / "workflow" / "schemas" / "config.schema.yaml")
+    d = Dag(config)
+    per_rule, _ = cost_tables([str(grid / p) for p in d.benchmark_files()], {},
+                              logs=[str(grid / p) for p in d.job_log_files()])
+    return {rule: {"jobs": int(x.jobs), "cpu_s": round(float(x.cpu_s), 2), "warm_jobs": int(x.warm_jobs)}
+            for rule, x in per_rule.iterrows()}
 
 
 def item1(trees: dict[str, Path], work: Path, repeats: int, jobs_only: bool = False) -> list[dict]:
