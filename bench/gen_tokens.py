@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    from safealign.cli import tune_malloc
+
+    tune_malloc()  # as every workflow job's setup does
     if args.convert_smollm2:
         print(convert_smollm2(args.convert_smollm2))
         return 0

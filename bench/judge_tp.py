@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    from safealign.cli import tune_malloc
+
+    tune_malloc()  # as every workflow job's setup does
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import yaml
 

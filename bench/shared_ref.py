@@ -65,6 +65,9 @@ def main() -> None:
     p.add_argument("--epochs", type=float, help="num_train_epochs of every method")
     p.add_argument("--target-modules", help="LoRA target modules, comma-separated (another model's names)")
     args = p.parse_args()
+    from safealign.cli import tune_malloc
+
+    tune_malloc()  # as every workflow job's setup does
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
     world = data.build(data.WorldParams(**cfg.get("world", {})))

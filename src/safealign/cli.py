@@ -11,9 +11,11 @@ its parser with :func:`parser` or :func:`steps` and calls :func:`setup` first.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -94,10 +96,43 @@ def export_offline(offline: bool) -> None:
         os.environ.setdefault(key, "1" if offline else "0")
 
 
+def gpu_present() -> bool:
+    """Whether this host has an NVIDIA GPU (its device nodes; no CUDA call, no torch import)."""
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
+
+
+# glibc's malloc hands freed memory back to the kernel as soon as the heap's free top passes its
+# trim threshold (64 MiB once its dynamic mmap threshold settles at 32 MiB). A CPU training step
+# frees and reallocates a few hundred MB of activations, so every step faulted the same pages in
+# again: system time was a quarter of the tiny grid's job CPU (123 of 489 s). Keeping up to 1 GiB
+# of freed heap took one epoch of the Llama-Guard-format judge from 46 s to 33 s with the same
+# weights byte for byte and the same peak RSS (the mmap threshold stays at glibc's own 32 MiB
+# ceiling: raising it too grew peak RSS by 70 %). PyTorch's CPU allocator is plain malloc and no
+# library sets these, hence mallopt by hand. Not on GPU hosts (host memory there holds checkpoints
+# on their way to the GPU), and never over the user's own MALLOC_*_ / GLIBC_TUNABLES settings.
+MALLOPT = {-3: 32 << 20, -1: 1 << 30, -2: 64 << 20}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
+
+
+def tune_malloc() -> bool:
+    """Apply :data:`MALLOPT` to this process (glibc on Linux, no GPU, not set by the user); True if
+    it did."""
+    if not sys.platform.startswith("linux") or gpu_present():
+        return False
+    if "GLIBC_TUNABLES" in os.environ or any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return all(mallopt(param, value) == 1 for param, value in MALLOPT.items())
+
+
 def setup(args: argparse.Namespace) -> dict[str, Any]:
-    """Parse ``--params``, configure logging (hub tokens redacted), record the job's GPUs and go
-    offline unless the environment says otherwise (:data:`OFFLINE_ENV`). Torch's threads follow
-    ``OMP_NUM_THREADS`` (the rule's threads, set in the shell prefix)."""
+    """Tune malloc for CPU jobs (:func:`tune_malloc`), parse ``--params``, configure logging (hub
+    tokens redacted), record the job's GPUs and go offline unless the environment says otherwise
+    (:data:`OFFLINE_ENV`). Torch's threads follow ``OMP_NUM_THREADS`` (the rule's threads, set in
+    the shell prefix)."""
+    tune_malloc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redact_logs()
     params = json.loads(args.params)

@@ -389,7 +389,9 @@ def enabled(local_exec: bool) -> str | None:
         return f"{ENV_VAR}=0"
     if not hasattr(os, "fork") or not hasattr(os, "pidfd_open"):
         return "no fork / pidfd_open on this platform"
-    if os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl"):
+    from .cli import gpu_present  # here, not at the top: the server itself never imports safealign's stages
+
+    if gpu_present():
         return "a GPU is present (CUDA must not start before a fork; GPU jobs are long anyway)"
     return None
 
