@@ -89,7 +89,8 @@ def test_quantized_reference_goes_through_a_disabled_adapter(tiny, monkeypatch):
 
 
 def test_shared_reference_never_hashes_the_model(tiny, tmp_path, monkeypatch):
-    """TRL's precompute path hashes every weight for its cache key; the shared path must not."""
+    """TRL's precompute path hashes every weight for a cache key nothing here uses: neither the
+    shared path nor the ref_logps job may pay for it."""
     import trl.trainer.dpo_trainer as dpo_module
 
     def boom(module):
@@ -100,8 +101,19 @@ def test_shared_reference_never_hashes_the_model(tiny, tmp_path, monkeypatch):
     refs = [{"id": p["id"], "ref_chosen_logps": -1.0, "ref_rejected_logps": -2.0} for p in pairs]
     log = train(ref, pairs, {**SETTINGS, "num_train_epochs": 0.25}, tmp_path / "out", refs)
     assert log["shared_reference"] and log["margin_before"] == pytest.approx(1.0)
-    with pytest.raises(AssertionError, match="hash_module called"):  # TRL's own precompute does hash
-        compute_ref_logps(ref, pairs, {"max_length": SETTINGS["max_length"]})
+    computed = compute_ref_logps(ref, pairs, {"max_length": SETTINGS["max_length"]})
+    assert len(computed) == len(pairs) and all(r["ref_chosen_logps"] < 0 for r in computed)
+    # TRL's own precompute does hash (what the patch avoids): a DPOTrainer made without it calls boom.
+    from trl import DPOConfig, DPOTrainer
+
+    from safealign.models import load_model, load_tokenizer
+    from safealign.train.run import _dataset
+
+    args = DPOConfig(output_dir=str(tmp_path / "trl"), use_cpu=True, bf16=False, report_to=[],
+                     precompute_ref_log_probs=True, max_length=SETTINGS["max_length"])
+    with pytest.raises(AssertionError, match="hash_module called"):
+        DPOTrainer(model=load_model(ref), args=args, train_dataset=_dataset(pairs, "dpo"),
+                   processing_class=load_tokenizer(ref, padding_side="right"))
 
 
 def test_wrong_shared_reference_changes_the_loss(tiny, tmp_path):
