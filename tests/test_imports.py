@@ -23,3 +23,12 @@ def test_no_model_step_imports_a_model_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_stages_that_skip_the_warm_servers_start_are_no_model_steps():
+    """A NO_WAIT stage runs cold while the warm server imports: it must not need those imports."""
+    from safealign._warm_client import NO_WAIT
+
+    for stage in NO_WAIT:
+        module = stage.split()[0]
+        assert {module, f"{module}.__main__"} & set(NO_MODEL_STEPS), stage

@@ -184,6 +184,20 @@ def test_start_points_jobs_at_the_server_and_stop_ends_it(tmp_path, monkeypatch,
     assert "stopped after 1 jobs" in (tmp_path / "warm.log").read_text()
 
 
+def test_a_no_model_stage_does_not_wait_for_a_starting_server(tmp_path):
+    """The run's first jobs (world data, benchmark prompts, ...) import no model library: they run
+    at once in their own process rather than wait out the server's imports."""
+    from safealign._warm_client import STARTING, STARTUP_WAIT_S, no_wait
+
+    (tmp_path / STARTING).touch()  # a server that is importing and never listens
+    out = subprocess.run([sys.executable, "-m", "safealign.metrics", "--help"],
+                         env=_env(**{warm.ENV_VAR: str(tmp_path / "s")}), cwd=tmp_path, capture_output=True,
+                         text=True, timeout=STARTUP_WAIT_S - 10)
+    assert out.returncode == 0 and "--params" in out.stdout, out.stderr
+    assert no_wait(["safealign.world", "data", "--params", "{}"]) and no_wait(["safealign.report", "--params", "{}"])
+    assert not no_wait(["safealign.world", "base", "--params", "{}"]) and not no_wait(["safealign.train.run", "train"])
+
+
 def test_a_job_started_while_the_server_imports_waits_for_it(tmp_path):
     """Snakemake starts the first jobs while the server is still importing torch: they wait for it
     (its ``starting`` file) instead of importing the same libraries themselves."""

@@ -14,6 +14,11 @@ ENV_VAR = "SAFEALIGN_WARM"
 MAX_MESSAGE = 1 << 20
 STARTUP_WAIT_S = 30.0
 STARTING = "starting"  # a file beside the socket while the server imports
+# Stages (`python -m` module and step) that import no model library (tests/test_imports.py holds
+# them to it): while the server is still importing they run in their own process at once (0.1-1.3 s)
+# instead of waiting out its ~5 s of imports. Every run's first job is one of them.
+NO_WAIT = ("safealign.world data", "safealign.data.preference", "safealign.data.benchmark", "safealign.metrics",
+           "safealign.aggregate", "safealign.report")
 RAN_WARM = "ran in a fork of the warm server"  # the client's last line in a warm job's log
 # ... and the job's own resource use on it (:func:`logged_usage` reads it back for the report).
 USAGE = "CPU user {user_s:.2f} s, system {system_s:.2f} s, max RSS {max_rss_kb} kB"
@@ -45,6 +50,11 @@ def logged_usage(log_text: str) -> tuple[float, float] | None:
     return (float(m[1]) + float(m[2]), int(m[3]) / 1024) if m else None
 
 
+def no_wait(argv: list[str]) -> bool:
+    """Whether ``python -m`` with ``argv`` (module first) is a :data:`NO_WAIT` stage."""
+    return any(argv[: len(stage.split())] == stage.split() for stage in NO_WAIT)
+
+
 def delegate() -> None:
     """Run this ``python -m safealign.<stage> ...`` in a fork of the warm server and exit with its
     status; return (and run cold, in this process) where there is no server or it refuses."""
@@ -54,8 +64,11 @@ def delegate() -> None:
     if not path or path == "0" or len(orig) < 3 or orig[1] != "-m" or not orig[2].startswith("safealign."):
         return
     # The server is still importing (its STARTING file is there, its socket not yet): wait for it
-    # rather than import the same libraries here. It removes the file once it listens or stops.
+    # rather than import the same libraries here (a no-model stage runs here at once: NO_WAIT). It
+    # removes the file once it listens or stops.
     starting = os.path.join(os.path.dirname(path), STARTING)
+    if os.path.exists(starting) and not os.path.exists(path) and no_wait(orig[2:]):
+        return
     deadline = time.monotonic() + STARTUP_WAIT_S
     while not os.path.exists(path) and os.path.exists(starting) and time.monotonic() < deadline:
         time.sleep(0.1)
