@@ -26,6 +26,7 @@ import re
 import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -57,11 +58,12 @@ def _dataset(pairs: list[dict[str, Any]], trainer: str):
     return Dataset.from_list(cols)
 
 
-def _without_weight_hash(dpo_trainer, key: str):
-    """TRL sha256-hashes every weight (on CPU) when it precomputes reference log-probs, to key a
-    cache that neither the ref_logps job (a fresh temporary output dir) nor the shared file uses:
-    0.57 s on SmolLM2-135M, tens of seconds on an 11B model. ``key`` stands in for the hash."""
-    return mock.patch.object(sys.modules[dpo_trainer.__module__], "hash_module", lambda module: key)
+def _without_weight_hash(dpo_trainer):
+    """TRL sha256-hashes every weight (on CPU) when it precomputes reference log-probs (0.57 s on
+    SmolLM2-135M, tens of seconds on an 11B model), only to name a cache file of the result in the
+    process's temporary datasets directory. A new random name instead: a file no later call in the
+    process can take for its own (a constant name could, for the same pairs and tokenizer)."""
+    return mock.patch.object(sys.modules[dpo_trainer.__module__], "hash_module", lambda module: uuid.uuid4().hex)
 
 
 def shared_reference_trainer():
@@ -72,7 +74,7 @@ def shared_reference_trainer():
         shared_ref_logps: list[dict[str, float]] = []
 
         def __init__(self, *args, **kwargs):
-            with _without_weight_hash(dpo_trainer, "shared-reference-file"):
+            with _without_weight_hash(dpo_trainer):
                 super().__init__(*args, **kwargs)
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
@@ -109,7 +111,7 @@ def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict | RefLo
         args = config_cls(output_dir=tmp, use_cpu=use_cpu, bf16=bf16, report_to=[],
                           precompute_ref_log_probs=True, max_length=spec.max_length,
                           precompute_ref_batch_size=spec.batch_size)
-        with _without_weight_hash(trainer_cls, "ref-logps-job"):
+        with _without_weight_hash(trainer_cls):
             trainer = trainer_cls(model=model, args=args, train_dataset=_dataset(pairs, "dpo"),
                                   processing_class=tok, peft_config=peft_config)
         ds = trainer.train_dataset
