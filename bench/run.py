@@ -131,7 +131,8 @@ def job_cpu(tree: Path, grid: Path) -> dict:
     (safealign.report.cost_tables: the benchmark TSVs, or a warm job's own line in its log)."""
     import yaml
 
-    sys.path.insert(0, str(REPO / "src"))
+    if str(REPO / "src") not in sys.path:  # called once per mode
+        sys.path.insert(0, str(REPO / "src"))
     from safealign.configload import load_config
     from safealign.dag import Dag
     from safealign.report import cost_tables
@@ -307,9 +308,9 @@ def smollm2(work: Path) -> Path | None:
 
 
 def item4(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
-    rows = []
     import yaml
 
+    rows = []
     prompts = grid / "results" / "prompts" / "alert.jsonl"
     # Each model generates as its config does (generation.max_new_tokens): the tiny model as the
     # embedded default (32 tokens, batch size 64), SmolLM2 standing in for the paper's model as

@@ -389,7 +389,8 @@ def enabled(local_exec: bool) -> str | None:
         return f"{ENV_VAR}=0"
     if not hasattr(os, "fork") or not hasattr(os, "pidfd_open"):
         return "no fork / pidfd_open on this platform"
-    from .cli import gpu_present  # here, not at the top: the server itself never imports safealign's stages
+    from .cli import gpu_present  # here, not at the top: the server (this module as __main__) imports no
+    # safealign module its jobs use, so each job imports the checkout's own
 
     if gpu_present():
         return "a GPU is present (CUDA must not start before a fork; GPU jobs are long anyway)"
