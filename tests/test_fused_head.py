@@ -1,0 +1,63 @@
+"""TRL's fused LM head on CPU: only the labelled positions are scored, with the same log-probs."""
+
+import torch
+import trl.trainer.utils as trl_utils
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from safealign.train import fused_head, methods
+
+
+def _model():
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, max_position_embeddings=64)
+    model = LlamaForCausalLM(cfg)
+    trl_utils.add_fused_lm_head(model)
+    return model
+
+
+def _scored(model, ids, labels, monkeypatch):
+    """(log-probs, loss, lm_head grad, rows the kernel was given) of one fused forward/backward."""
+    rows = []
+    real = trl_utils._ChunkedLogProbFunction.apply
+
+    def spy(hidden, *args):
+        rows.append(hidden.shape[0])
+        return real(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", spy)
+    model.zero_grad()
+    out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    out.loss.backward()
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", real)
+    return out.log_probs.detach(), out.loss.detach(), model.lm_head.weight.grad.clone(), rows
+
+
+def test_cpu_scores_only_labelled_positions_with_the_same_log_probs(monkeypatch):
+    model = _model()
+    ids = torch.randint(0, 97, (3, 20))
+    labels = torch.full_like(ids, -100)
+    labels[:, 15:] = ids[:, 15:]  # a completion of 5 tokens after a 15-token prompt
+    labels[2, 18:] = -100  # and padding
+    n_labelled = int((labels[:, 1:] != -100).sum())
+
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU rule
+    full = _scored(model, ids, labels, monkeypatch)
+    assert full[3] == [3 * 19]  # every shifted position
+    assert fused_head.score_labelled_positions_only()
+    compact = _scored(model, ids, labels, monkeypatch)
+    assert compact[3] == [n_labelled] and n_labelled < 3 * 19
+    for a, b in zip(full[:3], compact[:3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    mask = labels[:, 1:] != -100
+    assert torch.all(compact[0][~mask] == 0)  # unscored positions stay 0, as TRL's full path leaves them
+
+
+def test_installed_once_by_the_trainer_adapter(monkeypatch):
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)
+    methods.classes("dpo")
+    wrapped = trl_utils._use_triton
+    assert wrapped(torch.device("cpu")) and getattr(wrapped, "safealign_cpu", False)
+    methods.classes("kto")
+    assert trl_utils._use_triton is wrapped  # not wrapped twice
+    assert not wrapped(torch.device("meta"))  # other devices keep TRL's answer
