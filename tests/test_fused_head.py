@@ -1,10 +1,11 @@
-"""TRL's fused LM head on CPU: only the labelled positions are scored, with the same log-probs."""
+"""TRL's fused LM head on CPU: only the labelled positions are scored, with the same log-probs
+(the training entry points install it: tests/test_training.py)."""
 
 import torch
 import trl.trainer.utils as trl_utils
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from safealign.train import fused_head, methods
+from safealign.train import fused_head
 
 
 def _model():
@@ -53,11 +54,12 @@ def test_cpu_scores_only_labelled_positions_with_the_same_log_probs(monkeypatch)
     assert torch.all(compact[0][~mask] == 0)  # unscored positions stay 0, as TRL's full path leaves them
 
 
-def test_installed_once_by_the_trainer_adapter(monkeypatch):
+
+def test_installed_once(monkeypatch):
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)
-    methods.classes("dpo")
+    assert fused_head.score_labelled_positions_only()
     wrapped = trl_utils._use_triton
     assert wrapped(torch.device("cpu")) and getattr(wrapped, "safealign_cpu", False)
-    methods.classes("kto")
+    assert fused_head.score_labelled_positions_only()
     assert trl_utils._use_triton is wrapped  # not wrapped twice
     assert not wrapped(torch.device("meta"))  # other devices keep TRL's answer

@@ -116,6 +116,34 @@ def test_shared_reference_never_hashes_the_model(tiny, tmp_path, monkeypatch):
                    processing_class=load_tokenizer(ref, padding_side="right"))
 
 
+def test_reference_and_training_score_only_labelled_positions(tiny, tmp_path, monkeypatch):
+    """The ref_logps and train entry points make TRL's fused LM head score only the completion's
+    positions on CPU (safealign.train.fused_head): fewer rows, the same reference log-probs."""
+    import trl.trainer.utils as trl_utils
+
+    from safealign.train import fused_head
+
+    ref, pairs = tiny
+    rows = []
+    real = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *args: rows.append(hidden.shape[0]) or real(hidden, *args))
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU rule
+    settings = {"max_length": SETTINGS["max_length"]}
+    with monkeypatch.context() as m:
+        m.setattr(fused_head, "score_labelled_positions_only", lambda: False)
+        every_position = compute_ref_logps(ref, pairs, settings)
+    n_every, rows[:] = sum(rows), []
+    labelled_only = compute_ref_logps(ref, pairs, settings)
+    assert 0 < sum(rows) < 0.8 * n_every
+    for a, b in zip(every_position, labelled_only, strict=True):
+        assert a["ref_chosen_logps"] == pytest.approx(b["ref_chosen_logps"], abs=1e-4)
+        assert a["ref_rejected_logps"] == pytest.approx(b["ref_rejected_logps"], abs=1e-4)
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)
+    train(ref, pairs, {**SETTINGS, "num_train_epochs": 0.25}, tmp_path / "out", labelled_only)
+    assert trl_utils._use_triton(torch.device("cpu"))
+
+
 def test_wrong_shared_reference_changes_the_loss(tiny, tmp_path):
     ref, pairs = tiny
     refs = compute_ref_logps(ref, pairs, {"max_length": SETTINGS["max_length"]})

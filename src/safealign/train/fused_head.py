@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def score_labelled_positions_only() -> bool:
-    """Install the CPU rule once per process; False (and a warning) where TRL has no such hook."""
+    """Install the CPU rule once per process; False (and a warning) where TRL has no such hook.
+
+    Called where a trainer is made: ``train.run.train`` and ``compute_ref_logps``, and the tiny
+    world's SFT builders."""
     import torch
     import trl.trainer.utils as trl_utils
 

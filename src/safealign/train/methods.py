@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from . import fused_head, trl_fields
+from . import trl_fields
 
 # TRL 1.16's DPOTrainer loss types (its DPOConfig docstring); tests/test_losses.py checks them.
 DPO_LOSS_TYPES = (
@@ -42,11 +42,8 @@ def trl_dpo_loss_types() -> tuple[str, ...]:
 
 @cache
 def classes(trainer: str) -> tuple[type, type]:
-    """(ConfigClass, TrainerClass) for a trainer name (TRL's fused LM head scoring only labelled
-    positions on CPU: :mod:`safealign.train.fused_head`)."""
+    """(ConfigClass, TrainerClass) for a trainer name."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    if trainer in TRAINERS:
-        fused_head.score_labelled_positions_only()
     if trainer == "dpo":
         from trl import DPOConfig, DPOTrainer
 

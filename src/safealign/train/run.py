@@ -36,7 +36,7 @@ from ..chat import template_hash
 from ..cli import setup, steps
 from ..models import describe, load_model, load_tokenizer
 from ..specs import RefLogpsSpec, TrainSpec
-from . import methods
+from . import fused_head, methods
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict | RefLo
     equal the reference TRL would compute inside each training run.
     """
     spec = RefLogpsSpec.from_params(settings)
+    fused_head.score_labelled_positions_only()  # as the training runs that read these
     config_cls, trainer_cls = methods.classes("dpo")
     use_cpu, bf16 = _device_flags(spec.bf16)
     tok = load_tokenizer(model_ref, padding_side="right")
@@ -257,6 +258,7 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
     import torch
 
     torch.manual_seed(int(settings["seed"]))
+    fused_head.score_labelled_positions_only()  # on CPU: the completion's tokens, not every position
     use_cpu, bf16 = _device_flags(settings.get("bf16", False))
     settings, batch = methods.distribute_batch(settings, world_size())
     tok = load_tokenizer(model_ref, padding_side="right")
