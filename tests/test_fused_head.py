@@ -54,7 +54,6 @@ def test_cpu_scores_only_labelled_positions_with_the_same_log_probs(monkeypatch)
     assert torch.all(compact[0][~mask] == 0)  # unscored positions stay 0, as TRL's full path leaves them
 
 
-
 def test_installed_once(monkeypatch):
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)
     assert fused_head.score_labelled_positions_only()

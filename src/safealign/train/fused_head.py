@@ -4,11 +4,12 @@ TRL 1.16's trainers (DPO, KTO, SFT) get per-token log-probs from a chunked LM-he
 (``trl.trainer.utils._fused_forward``). On devices with Triton it scores only the positions that
 carry a label; elsewhere it scores every position, prompt and padding included, because on Neuron a
 varying number of rows would recompile the graph (its comment). On a CPU in eager mode nothing is
-recompiled, and the skipped positions can be most of the LM head's work: the tiny Llama-Guard-format judge learns
-only its verdict tokens (a few of ~250 per example): one epoch 29.5 s -> 17.2 s; a SmolLM2-135M
-LoRA DPO run on 8 pairs (one step, TRL's own reference, margins before and after) 16.6 -> 13.5 s
-(README, "CPU training scores only the labelled tokens"). The labelled rows and their products are
-the same, so the log-probs agree to float rounding (tests/test_fused_head.py).
+recompiled, and the skipped positions can be most of the LM head's work: the tiny
+Llama-Guard-format judge learns only its verdict tokens (a few of ~250 per example): one epoch
+29.5 s -> 17.2 s; a SmolLM2-135M LoRA DPO run on 8 pairs (one step, TRL's own reference, margins
+before and after) 16.6 -> 13.5 s (README, "CPU training scores only the labelled tokens"). The
+labelled rows and their products are the same, so the log-probs agree to float rounding
+(tests/test_fused_head.py).
 
 TRL has no option for this, so the module-level ``_use_triton`` that ``_fused_forward`` asks is
 wrapped to answer yes for a CPU tensor outside ``torch.compile``: written here, as no library does
