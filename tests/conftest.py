@@ -33,6 +33,18 @@ ALLOWED_SKIPS = (
 )
 
 
+@pytest.fixture
+def lm_head_rows(monkeypatch) -> list[int]:
+    """The rows TRL's fused LM-head kernel is given, one entry per call (safealign.train.fused_head)."""
+    import trl.trainer.utils as trl_utils
+
+    rows: list[int] = []
+    real = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *args: rows.append(hidden.shape[0]) or real(hidden, *args))
+    return rows
+
+
 def require_all() -> bool:
     return os.environ.get("SAFEALIGN_REQUIRE_ALL", "") not in ("", "0")
 

@@ -17,24 +17,16 @@ def _model():
     return model
 
 
-def _scored(model, ids, labels, monkeypatch):
+def _scored(model, ids, labels, rows):
     """(log-probs, loss, lm_head grad, rows the kernel was given) of one fused forward/backward."""
-    rows = []
-    real = trl_utils._ChunkedLogProbFunction.apply
-
-    def spy(hidden, *args):
-        rows.append(hidden.shape[0])
-        return real(hidden, *args)
-
-    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", spy)
+    rows.clear()
     model.zero_grad()
     out = model(input_ids=ids, labels=labels, fused_lm_head=True)
     out.loss.backward()
-    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", real)
-    return out.log_probs.detach(), out.loss.detach(), model.lm_head.weight.grad.clone(), rows
+    return out.log_probs.detach(), out.loss.detach(), model.lm_head.weight.grad.clone(), list(rows)
 
 
-def test_cpu_scores_only_labelled_positions_with_the_same_log_probs(monkeypatch):
+def test_cpu_scores_only_labelled_positions_with_the_same_log_probs(monkeypatch, lm_head_rows):
     model = _model()
     ids = torch.randint(0, 97, (3, 20))
     labels = torch.full_like(ids, -100)
@@ -43,10 +35,10 @@ def test_cpu_scores_only_labelled_positions_with_the_same_log_probs(monkeypatch)
     n_labelled = int((labels[:, 1:] != -100).sum())
 
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU rule
-    full = _scored(model, ids, labels, monkeypatch)
+    full = _scored(model, ids, labels, lm_head_rows)
     assert full[3] == [3 * 19]  # every shifted position
     assert fused_head.score_labelled_positions_only()
-    compact = _scored(model, ids, labels, monkeypatch)
+    compact = _scored(model, ids, labels, lm_head_rows)
     assert compact[3] == [n_labelled] and n_labelled < 3 * 19
     for a, b in zip(full[:3], compact[:3], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

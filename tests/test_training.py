@@ -116,7 +116,7 @@ def test_shared_reference_never_hashes_the_model(tiny, tmp_path, monkeypatch):
                    processing_class=load_tokenizer(ref, padding_side="right"))
 
 
-def test_reference_and_training_score_only_labelled_positions(tiny, tmp_path, monkeypatch):
+def test_reference_and_training_score_only_labelled_positions(tiny, tmp_path, monkeypatch, lm_head_rows):
     """The ref_logps and train entry points make TRL's fused LM head score only the completion's
     positions on CPU (safealign.train.fused_head): fewer rows, the same reference log-probs."""
     import trl.trainer.utils as trl_utils
@@ -124,10 +124,7 @@ def test_reference_and_training_score_only_labelled_positions(tiny, tmp_path, mo
     from safealign.train import fused_head
 
     ref, pairs = tiny
-    rows = []
-    real = trl_utils._ChunkedLogProbFunction.apply
-    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
-                        lambda hidden, *args: rows.append(hidden.shape[0]) or real(hidden, *args))
+    rows = lm_head_rows
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU rule
     settings = {"max_length": SETTINGS["max_length"]}
     with monkeypatch.context() as m:
