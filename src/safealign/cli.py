@@ -127,6 +127,29 @@ def tune_malloc() -> bool:
     return all(mallopt(param, value) == 1 for param, value in MALLOPT.items())
 
 
+_HEAP_FROZEN: list[bool] = []
+
+
+def freeze_heap() -> bool:
+    """Exempt every object alive now from the cyclic garbage collector, once per process
+    (``gc.freeze``); True the first time.
+
+    Called where a model job has imported its libraries (:func:`safealign.models.load_model`, the
+    lm-eval stage): torch, transformers, TRL and datasets leave about 460,000 tracked objects, which
+    every full collection scans again (0.24 s each on 2 cores; accelerate forces one per trainer and
+    Python runs more as a job allocates). They live as long as the job, so nothing is lost: objects
+    made afterwards are collected as before, and reference counting frees frozen objects as usual.
+    The warm server (:mod:`safealign.warm`) freezes its preloaded heap the same way.
+    """
+    if _HEAP_FROZEN:
+        return False
+    import gc
+
+    gc.freeze()
+    _HEAP_FROZEN.append(True)
+    return True
+
+
 def setup(args: argparse.Namespace) -> dict[str, Any]:
     """Tune malloc for CPU jobs (:func:`tune_malloc`), parse ``--params``, configure logging (hub
     tokens redacted), record the job's GPUs and go offline unless the environment says otherwise

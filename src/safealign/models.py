@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .cli import freeze_heap
+
 ModelRef = dict[str, Any]
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -149,6 +151,7 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    freeze_heap()  # the job's libraries are imported by now
     name, kwargs = resolve_ref(ref)
     kwargs.update(SAFE_LOADING)
     if not kwargs.get("gguf_file"):

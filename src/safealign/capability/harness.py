@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from ..cli import parser, setup
+from ..cli import freeze_heap, parser, setup
 from ..io import provenance, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl, write_text
 from ..models import ADAPTER_WEIGHTS, SAFE_LOADING, ModelRef, check_safetensors, describe, resolve_ref, resolve_trained
 from ..specs import CapabilitySpec
@@ -289,6 +289,7 @@ def evaluate(
     import lm_eval
     from lm_eval.tasks import TaskManager
 
+    freeze_heap()  # lm-eval loads the model itself (not through models.load_model)
     args = eval_arguments(model_ref, adapter, tasks, include_path, num_fewshot, limit, batch_size,
                           apply_chat_template, max_gen_toks, device, dtype)
     task_manager = TaskManager(**args["task_manager"])
