@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts")
     p.add_argument("--n", type=int, default=32, help="prompts")
     p.add_argument("--batch-sizes", default="32,1",
-                   help="transformers' batch sizes (vLLM schedules all prompts itself: give one value)")
+                   help="batch sizes; vLLM schedules all prompts of a call itself, so for vLLM any size but 1 "
+                        "means one call with every prompt and 1 means one call per prompt")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
@@ -120,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     for bs in [int(b) for b in args.batch_sizes.split(",")]:
         settings = {"max_new_tokens": args.max_new_tokens, "do_sample": False, "batch_size": bs, "seed": 0,
                     "dtype": "float32"}
+        # vLLM schedules every prompt of a call together: one prompt at a time is one call each.
+        calls = [[p] for p in prompts] if args.backend == "vllm" and bs == 1 else [prompts]
         generate_texts(ref, None, prompts[: max(bs, 2)], settings)  # load + warm-up
         runs = []
         for _ in range(args.repeats):
             t = time.perf_counter()
-            rows = generate_texts(ref, None, prompts, settings)
+            rows = [r for call in calls for r in generate_texts(ref, None, call, settings)]
             runs.append(time.perf_counter() - t)
         tokens = count_tokens(args.model, rows)
         print(json.dumps({"backend": args.backend, "model": args.model, "batch_size": bs, "prompts": len(prompts),

@@ -31,6 +31,7 @@ item 1 in ``--only``, ``--grid-dir`` names one (e.g. a previous bench run's
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -74,6 +75,11 @@ def uptime() -> str:
 
 def env_for(tree: Path) -> dict:
     return {**os.environ, **ENV, "PYTHONPATH": str(tree / "src")}
+
+
+def cpu_env() -> dict:
+    """Items 4-7's environment: CPU figures also on a host with a GPU (item 8 lets them see it)."""
+    return {**env_for(REPO), "CUDA_VISIBLE_DEVICES": ""}
 
 
 def timed(cmd: list[str] | str, cwd: Path, env: dict, log: Path | None = None, check: bool = True,
@@ -307,9 +313,11 @@ def smollm2(work: Path) -> Path | None:
     return out
 
 
-def item4(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
+def item4(work: Path, grid: Path, repeats: int, quick: bool, env: dict | None = None,
+          backends: tuple[str, ...] = ("transformers",)) -> list[dict]:
     import yaml
 
+    env = cpu_env() if env is None else env
     rows = []
     prompts = grid / "results" / "prompts" / "alert.jsonl"
     # Each model generates as its config does (generation.max_new_tokens): the tiny model as the
@@ -326,35 +334,47 @@ def item4(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
     if smol is not None:
         models.append(("SmolLM2-135M-Instruct", smol, 8 if quick else 64, 8 if quick else 32,
                        16 if quick else new_tokens["paper.yaml"], 1))
-    for label, model, n, n_single, tokens, single_reps in models:
+    for (label, model, n, n_single, tokens, single_reps), backend in itertools.product(models, backends):
+        python = sys.executable if backend == "transformers" else vllm_python()
+        if python is None:
+            rows.append(row("4", f"{label}: vLLM batched vs per-prompt: skipped (no vLLM venv)", "", []))
+            continue
         res, commands = {}, []
         for prompts_n, batch, reps in ((n, n, repeats), (n_single, 1, single_reps)):
-            cmd = [sys.executable, str(BENCH / "gen_tokens.py"), "--model", str(model), "--prompts", str(prompts),
-                   "--n", str(prompts_n), "--batch-sizes", str(batch), "--repeats", str(reps), "--max-new-tokens",
-                   str(tokens), "--threads", "2"]
-            _, _, proc = timed(cmd, work, env_for(REPO), log=work / "logs" / f"gen-{label}-{batch}.log")
+            cmd = [python, str(BENCH / "gen_tokens.py"), "--backend", backend, "--model", str(model), "--prompts",
+                   str(prompts), "--n", str(prompts_n), "--batch-sizes", str(batch), "--repeats", str(reps),
+                   "--max-new-tokens", str(tokens), "--threads", "2"]
+            _, _, proc = timed(cmd, work, {**env, "VLLM_CPU_KVCACHE_SPACE": "1"},
+                               log=work / "logs" / f"gen-{label}-{backend}-{batch}.log")
             res.update({r["batch_size"]: r for r in json_lines(proc.stdout)})
             commands.append(" ".join(cmd[1:]))
         batched, single = res[n], res[1]
         speedup = [b / statistics.median(single["tokens_per_s"]) for b in batched["tokens_per_s"]]
-        rows.append(row("4", f"{label}: transformers batched ({n} prompts x {tokens} new tokens, 2 threads)",
+        rows.append(row("4", f"{label}: {backend} batched ({n} prompts x {tokens} new tokens, 2 threads)",
                         "tokens/s", batched["tokens_per_s"], command=commands[0]))
-        rows.append(row("4", f"{label}: transformers one prompt at a time ({n_single} of those prompts)", "tokens/s",
+        rows.append(row("4", f"{label}: {backend} one prompt at a time ({n_single} of those prompts)", "tokens/s",
                         single["tokens_per_s"], command=commands[1]))
-        rows.append(row("4", f"{label}: batched / per-prompt (each batched run / the per-prompt median)", "x",
-                        speedup, target=">= 10x", met=statistics.median(speedup) >= 10))
+        rows.append(row("4", f"{label}: {backend} batched / per-prompt (each batched run / the per-prompt median)",
+                        "x", speedup, target=">= 10x", met=statistics.median(speedup) >= 10))
     return rows
 
 
 def vllm_python() -> str | None:
+    """The interpreter with vLLM: $SAFEALIGN_VLLM_PYTHON, this checkout's .venv-vllm, the dev machine's,
+    or this one's own (a GPU host with the CUDA vllm installed beside the project)."""
     found = os.environ.get("SAFEALIGN_VLLM_PYTHON") or str(REPO / ".venv-vllm" / "bin" / "python")
     if Path(found).is_file():
         return found
     main_venv = Path("/work/main/.venv-vllm/bin/python")  # this project's shared dev machine
-    return str(main_venv) if main_venv.is_file() else None
+    if main_venv.is_file():
+        return str(main_venv)
+    import importlib.util
+
+    return sys.executable if importlib.util.find_spec("vllm") is not None else None
 
 
-def item5(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
+def item5(work: Path, grid: Path, repeats: int, quick: bool, env: dict | None = None) -> list[dict]:
+    env = cpu_env() if env is None else env
     py, smol = vllm_python(), smollm2(work)
     if py is None or smol is None:
         return [row("5", "vLLM vs transformers on SmolLM2: skipped (no vLLM venv or no SmolLM2 checkpoint)",
@@ -366,8 +386,8 @@ def item5(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
         cmd = [python, str(BENCH / "gen_tokens.py"), "--backend", backend, "--model", str(smol), "--prompts",
                str(prompts), "--n", str(n), "--batch-sizes", str(n), "--repeats", str(repeats),
                "--max-new-tokens", str(new_tokens)]
-        env = {**env_for(REPO), "VLLM_CPU_KVCACHE_SPACE": "1"}
-        _, _, proc = timed(cmd, work, env, log=work / "logs" / f"gen-smollm2-{backend}.log", check=False)
+        _, _, proc = timed(cmd, work, {**env, "VLLM_CPU_KVCACHE_SPACE": "1"},
+                           log=work / "logs" / f"gen-smollm2-{backend}.log", check=False)
         lines = json_lines(proc.stdout)
         out[backend] = lines[-1]["tokens_per_s"] if lines else None
         rows.append(row("5", f"SmolLM2-135M-Instruct, {n} prompts: {backend}", "tokens/s", out[backend] or [],
@@ -378,7 +398,8 @@ def item5(work: Path, grid: Path, repeats: int, quick: bool) -> list[dict]:
     return rows
 
 
-def item6(work: Path, grid: Path, repeats: int) -> list[dict]:
+def item6(work: Path, grid: Path, repeats: int, env: dict | None = None) -> list[dict]:
+    env = cpu_env() if env is None else env
     rows = []
     smol = smollm2(work)
     # The tiny base once (fixed per-step costs dominate it; about 60 s a run), SmolLM2 with LoRA,
@@ -395,7 +416,7 @@ def item6(work: Path, grid: Path, repeats: int) -> list[dict]:
         cmd = [sys.executable, str(BENCH / "shared_ref.py"), "--config", str(REPO / "config" / "config.yaml"), *args]
         results = []
         for r in range(runs):
-            _, _, proc = timed(cmd, work, env_for(REPO), log=work / "logs" / f"shared-ref-{label[:10]}-{r}.log")
+            _, _, proc = timed(cmd, work, env, log=work / "logs" / f"shared-ref-{label[:10]}-{r}.log")
             results.append(json_lines(proc.stdout)[-1])
         ratios = [res["ratio"] for res in results]
         rows.append(row("6", f"shared reference log-probs, {label}: shared / per-method training time", "x",
@@ -404,9 +425,9 @@ def item6(work: Path, grid: Path, repeats: int) -> list[dict]:
     return rows
 
 
-def item7(work: Path, grid: Path, repeats: int) -> list[dict]:
+def item7(work: Path, grid: Path, repeats: int, env: dict | None = None) -> list[dict]:
     cmd = [sys.executable, str(BENCH / "judge_tp.py"), "--workdir", str(grid), "--repeats", str(repeats)]
-    _, _, proc = timed(cmd, work, env_for(REPO), log=work / "logs" / "judge-tp.log")
+    _, _, proc = timed(cmd, work, cpu_env() if env is None else env, log=work / "logs" / "judge-tp.log")
     rows = []
     for r in json_lines(proc.stdout):
         rows.append(row("7", f"judge {r['judge']} ({r['type']}), {r['responses']} responses, warm",
@@ -414,18 +435,55 @@ def item7(work: Path, grid: Path, repeats: int) -> list[dict]:
     return rows
 
 
-def item8() -> list[dict]:
+def cuda_device() -> str | None:
+    """The CUDA device's name, or None (asked in a child process: this one stays without CUDA)."""
+    code = "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
     try:
-        import torch
+        out = subprocess.run([sys.executable, "-c", code], env=env_for(REPO), capture_output=True, text=True,
+                             timeout=300, check=False).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.splitlines()[-1] if out else None
 
-        has_gpu = torch.cuda.is_available()
-    except ImportError:
-        has_gpu = False
-    if not has_gpu:
+
+def train_tp(work: Path, grid: Path, repeats: int, quick: bool, env: dict) -> list[dict]:
+    """Training tokens/s with LoRA and QLoRA (bench/train_tp.py) on SmolLM2 (the tiny base without it)."""
+    smol = smollm2(work)
+    model, label = ((smol, "SmolLM2-135M-Instruct") if smol is not None
+                    else (grid / "results" / "models" / "tiny" / "base", "tiny world base"))
+    rows = []
+    for peft in ("lora", "qlora"):
+        cmd = [sys.executable, str(BENCH / "train_tp.py"), "--model", str(model), "--peft", peft,
+               "--pairs", "16" if quick else "64", "--repeats", str(repeats)]
+        if smol is not None:
+            cmd += ["--target-modules", "q_proj,k_proj,v_proj,o_proj"]
+        _, _, proc = timed(cmd, work, env, log=work / "logs" / f"train-tp-{peft}.log")
+        res = json_lines(proc.stdout)[-1]
+        kind = {"lora": "LoRA", "qlora": "QLoRA"}[peft]
+        if "skipped" in res:
+            rows.append(row("8", f"{label} DPO training with {kind}: skipped ({res['skipped']})", "", []))
+            continue
+        rows.append(row("8", f"{label} DPO training with {kind}, {res['pairs']} pairs, one epoch "
+                             f"({res['device']})", "tokens/s", res["tokens_per_s"], command=" ".join(cmd[1:]),
+                        detail=res))
+    return rows
+
+
+def item8(work: Path, grid: Path, repeats: int, quick: bool, allow_cpu: bool) -> list[dict]:
+    """Items 4-7 again with the GPU visible (item 4 with vLLM too), and training tokens/s."""
+    device = cuda_device()
+    if device is None and not allow_cpu:
         return [row("8", "GPU items (4-7 with vLLM, LoRA / QLoRA training tokens/s): skipped, no CUDA device "
                          "(torch.cuda.is_available() is False)", "", [])]
-    return [row("8", "GPU items: a CUDA device is present, but this suite has no GPU measurements yet; run "
-                     "scripts/gpu-check", "", [])]
+    where = f"GPU {device}" if device else "CPU, --gpu-items-on-cpu: not GPU figures"
+    env = env_for(REPO)  # the GPU visible (items 4-7 hide it)
+    rows = [*item4(work, grid, repeats, quick, env=env, backends=("transformers", "vllm")),
+            *item5(work, grid, repeats, quick, env=env), *item6(work, grid, repeats, env=env),
+            *item7(work, grid, repeats, env=env), *train_tp(work, grid, repeats, quick, env)]
+    for r in rows:  # the CPU targets are not GPU targets: the figures are reported, not judged
+        again = f"item {r['item']}: " if r["item"] != "8" else ""
+        r.update(item="8", name=f"[{where}] {again}{r['name']}", target="", met=None)
+    return rows
 
 
 # ---------------------------------------------------------------- table and entry point
@@ -462,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid-dir", type=Path, help="a finished tiny-grid run (with results/) for items 2-7")
     p.add_argument("--sizes", default="S,M,L", help="item 3's grid sizes (bench/paper_grid.py)")
     p.add_argument("--quick", action="store_true", help="1 repeat, planning sizes S,M, fewer prompts and pairs")
+    p.add_argument("--gpu-items-on-cpu", action="store_true",
+                   help="run item 8 without a GPU (to test it; its figures are then CPU figures)")
     p.add_argument("--work", type=Path, help="scratch directory (default: a new temporary one, kept)")
     p.add_argument("--out", type=Path, default=BENCH / "results.json")
     args = p.parse_args(argv)
@@ -491,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
              ("5", lambda: item5(work, grid, repeats, args.quick)),
              ("6", lambda: item6(work, grid, repeats)),
              ("7", lambda: item7(work, grid, repeats)),
-             ("8", item8)]
+             ("8", lambda: item8(work, grid, repeats, args.quick, args.gpu_items_on_cpu))]
     for item, fn in steps:
         if item not in items:
             continue
