@@ -326,21 +326,24 @@ def item4(work: Path, grid: Path, repeats: int, quick: bool, env: dict | None = 
     # paper.yaml's is 256), on both cores, as the targets say. One SmolLM2 prompt at a time takes about
     # 4 s and varies little (it is bound by reading the weights, whatever the prompt), so that arm
     # runs once, on the first 32 of the same prompts; the batched runs, which vary more, `repeats` times.
+    # The tiny model's batched call takes about 0.2 s, where this shared machine's noise shows most:
+    # 3 x `repeats` of those.
     new_tokens = {name: yaml.safe_load((REPO / "config" / name).read_text())["generation"]["max_new_tokens"]
                   for name in ("config.yaml", "paper.yaml")}
     models = [("tiny world base", grid / "results" / "models" / "tiny" / "base", 64, 64, new_tokens["config.yaml"],
-               repeats)]
+               3 * repeats, repeats)]
     smol = smollm2(work)
     if smol is not None:
         models.append(("SmolLM2-135M-Instruct", smol, 8 if quick else 64, 8 if quick else 32,
-                       16 if quick else new_tokens["paper.yaml"], 1))
-    for (label, model, n, n_single, tokens, single_reps), backend in itertools.product(models, backends):
+                       16 if quick else new_tokens["paper.yaml"], repeats, 1))
+    for (label, model, n, n_single, tokens, batched_reps, single_reps), backend in itertools.product(models,
+                                                                                                      backends):
         python = sys.executable if backend == "transformers" else vllm_python()
         if python is None:
             rows.append(row("4", f"{label}: vLLM batched vs per-prompt: skipped (no vLLM venv)", "", []))
             continue
         res, commands = {}, []
-        for prompts_n, batch, reps in ((n, n, repeats), (n_single, 1, single_reps)):
+        for prompts_n, batch, reps in ((n, n, batched_reps), (n_single, 1, single_reps)):
             cmd = [python, str(BENCH / "gen_tokens.py"), "--backend", backend, "--model", str(model), "--prompts",
                    str(prompts), "--n", str(prompts_n), "--batch-sizes", str(batch), "--repeats", str(reps),
                    "--max-new-tokens", str(tokens), "--threads", "2"]
