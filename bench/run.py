@@ -14,12 +14,15 @@ Items (README.md, "Benchmarks", has the latest figures and targets):
 3. planning a paper-scale grid: ``snakemake -n`` on bench/paper_grid.py's sizes S, M, L (about
    2,500 / 5,000 / 10,000 jobs), phases from bench/plan_profile.py;
 4. batched vs per-prompt generation, tiny model and SmolLM2-135M-Instruct (bench/gen_tokens.py;
-   2 threads, each model at its config's ``generation.max_new_tokens``: config.yaml / paper.yaml);
+   2 threads, 64 prompts a batch, each model at its config's ``generation.max_new_tokens``:
+   config.yaml / paper.yaml);
 5. vLLM (``$SAFEALIGN_VLLM_PYTHON``, default .venv-vllm) vs transformers on SmolLM2;
 6. shared reference log-probs on/off, 5-method grid, tiny model and SmolLM2 + LoRA
    (bench/shared_ref.py);
 7. judging throughput per judge type (bench/judge_tp.py);
-8. GPU: items 4-7 on a GPU with vLLM, LoRA / QLoRA training tokens/s (skipped without a GPU).
+8. GPU: items 4-7 again with the GPU visible (items 4-7 themselves hide it: CPU figures), item 4
+   with vLLM too, and LoRA / QLoRA DPO training tokens/s (bench/train_tp.py); one row saying why
+   without CUDA (``--gpu-items-on-cpu`` runs it on the CPU, to test it).
 
 Each measurement runs in its own process. The table shows the median of the runs with min and
 max; the JSON (``--out``, default bench/results.json) holds every run, the commands, the machine
