@@ -8,7 +8,8 @@
 Trains the embedded default's first reference-based DPO-family method (config/config.yaml) on the
 tiny world's preference pairs for one epoch: one untimed run on 2 pairs (model load, CUDA and
 kernel warm-up), then ``--repeats`` timed runs. Tokens are TRL's own count (``num_tokens`` in the
-trainer's log: every token of the chosen and rejected sequences fed to the model), seconds the
+trainer's log: the attention mask's tokens, prompt and completion, of every chosen and rejected
+sequence the policy was fed; padding excluded), seconds the
 trainer's ``train_runtime`` (the optimisation loop, without loading and saving). Prints one JSON
 line. ``--peft qlora`` needs CUDA and bitsandbytes (train() loads the base in 4-bit NF4); without
 either it prints a line saying which is missing and exits 0, so bench/run.py can report the skip.
