@@ -329,7 +329,7 @@ def item4(work: Path, grid: Path, repeats: int, quick: bool, env: dict | None = 
     # paper.yaml's is 256), on both cores, as the targets say. One SmolLM2 prompt at a time takes about
     # 4 s and varies little (it is bound by reading the weights, whatever the prompt), so that arm
     # runs once, on the first 32 of the same prompts; the batched runs, which vary more, `repeats` times.
-    # The tiny model's batched call takes about 0.2 s, where this shared machine's noise shows most:
+    # The tiny model's batched call takes about 0.15 s, where this shared machine's noise shows most:
     # 3 x `repeats` of those.
     new_tokens = {name: yaml.safe_load((REPO / "config" / name).read_text())["generation"]["max_new_tokens"]
                   for name in ("config.yaml", "paper.yaml")}
