@@ -316,11 +316,10 @@ def smollm2(work: Path) -> Path | None:
     return out
 
 
-def item4(work: Path, grid: Path, repeats: int, quick: bool, env: dict | None = None,
+def item4(work: Path, grid: Path, repeats: int, quick: bool, env: dict,
           backends: tuple[str, ...] = ("transformers",)) -> list[dict]:
     import yaml
 
-    env = cpu_env() if env is None else env
     rows = []
     prompts = grid / "results" / "prompts" / "alert.jsonl"
     # Each model generates as its config does (generation.max_new_tokens): the tiny model as the
@@ -379,8 +378,7 @@ def vllm_python() -> str | None:
     return sys.executable if importlib.util.find_spec("vllm") is not None else None
 
 
-def item5(work: Path, grid: Path, repeats: int, quick: bool, env: dict | None = None) -> list[dict]:
-    env = cpu_env() if env is None else env
+def item5(work: Path, grid: Path, repeats: int, quick: bool, env: dict) -> list[dict]:
     py, smol = vllm_python(), smollm2(work)
     if py is None or smol is None:
         return [row("5", "vLLM vs transformers on SmolLM2: skipped (no vLLM venv or no SmolLM2 checkpoint)",
@@ -404,8 +402,7 @@ def item5(work: Path, grid: Path, repeats: int, quick: bool, env: dict | None = 
     return rows
 
 
-def item6(work: Path, grid: Path, repeats: int, env: dict | None = None) -> list[dict]:
-    env = cpu_env() if env is None else env
+def item6(work: Path, grid: Path, repeats: int, env: dict) -> list[dict]:
     rows = []
     smol = smollm2(work)
     # The tiny base once (fixed per-step costs dominate it; about 60 s a run), SmolLM2 with LoRA,
@@ -431,9 +428,9 @@ def item6(work: Path, grid: Path, repeats: int, env: dict | None = None) -> list
     return rows
 
 
-def item7(work: Path, grid: Path, repeats: int, env: dict | None = None) -> list[dict]:
+def item7(work: Path, grid: Path, repeats: int, env: dict) -> list[dict]:
     cmd = [sys.executable, str(BENCH / "judge_tp.py"), "--workdir", str(grid), "--repeats", str(repeats)]
-    _, _, proc = timed(cmd, work, cpu_env() if env is None else env, log=work / "logs" / "judge-tp.log")
+    _, _, proc = timed(cmd, work, env, log=work / "logs" / "judge-tp.log")
     rows = []
     for r in json_lines(proc.stdout):
         rows.append(row("7", f"judge {r['judge']} ({r['type']}), {r['responses']} responses, warm",
@@ -483,9 +480,9 @@ def item8(work: Path, grid: Path, repeats: int, quick: bool, allow_cpu: bool) ->
                          "(torch.cuda.is_available() is False)", "", [])]
     where = f"GPU {device}" if device else "CPU, --gpu-items-on-cpu: not GPU figures"
     env = env_for(REPO)  # the GPU visible (items 4-7 hide it)
-    rows = [*item4(work, grid, repeats, quick, env=env, backends=("transformers", "vllm")),
-            *item5(work, grid, repeats, quick, env=env), *item6(work, grid, repeats, env=env),
-            *item7(work, grid, repeats, env=env), *train_tp(work, grid, repeats, quick, env)]
+    rows = [*item4(work, grid, repeats, quick, env, backends=("transformers", "vllm")),
+            *item5(work, grid, repeats, quick, env), *item6(work, grid, repeats, env),
+            *item7(work, grid, repeats, env), *train_tp(work, grid, repeats, quick, env)]
     for r in rows:  # the CPU targets are not GPU targets: the figures are reported, not judged
         again = f"item {r['item']}: " if r["item"] != "8" else ""
         r.update(item="8", name=f"[{where}] {again}{r['name']}", target="", met=None)
@@ -553,10 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     steps = [("1", lambda: item1(trees, work, args.grid_repeats, jobs_only=args.grid_dir is not None)),
              ("2", lambda: item2(trees, work, repeats)),
              ("3", lambda: item3(trees, work, repeats, sizes)),
-             ("4", lambda: item4(work, grid, repeats, args.quick)),
-             ("5", lambda: item5(work, grid, repeats, args.quick)),
-             ("6", lambda: item6(work, grid, repeats)),
-             ("7", lambda: item7(work, grid, repeats)),
+             ("4", lambda: item4(work, grid, repeats, args.quick, cpu_env())),
+             ("5", lambda: item5(work, grid, repeats, args.quick, cpu_env())),
+             ("6", lambda: item6(work, grid, repeats, cpu_env())),
+             ("7", lambda: item7(work, grid, repeats, cpu_env())),
              ("8", lambda: item8(work, grid, repeats, args.quick, args.gpu_items_on_cpu))]
     for item, fn in steps:
         if item not in items:

@@ -53,6 +53,23 @@ def larger_base(cfg: dict, world: dict, hidden: int, layers: int) -> Path:
     return out
 
 
+def world_pairs(cfg: dict, n: int | None = None) -> tuple[dict, list[dict]]:
+    """The tiny world of ``cfg`` and its first ``n`` preference pairs (all without ``n``)."""
+    world = data.build(data.WorldParams(**cfg.get("world", {})))
+    return world, from_pku(world["preference"])[:n]
+
+
+def reference_variants(cfg: dict, target_modules: str | None = None) -> list:
+    """The grid's reference-based DPO-family variants of its first model; ``target_modules``
+    (comma-separated) replaces their LoRA modules, for a model that is not the tiny world's."""
+    variants = [v for v in grid.variants(cfg) if v.method and grid.shares_reference(v.settings)]
+    variants = [v for v in variants if v.model == variants[0].model]
+    if target_modules:
+        for v in variants:
+            v.settings.setdefault("lora", {})["target_modules"] = target_modules.split(",")
+    return variants
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="results/models/tiny/base", help="base model dir (run the workflow first)")
@@ -70,19 +87,15 @@ def main() -> None:
     tune_malloc()  # as every workflow job's setup does
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    world = data.build(data.WorldParams(**cfg.get("world", {})))
-    pairs = from_pku(world["preference"])[: args.pairs]
+    world, pairs = world_pairs(cfg, args.pairs)
     model_dir = Path(args.model) if args.hidden_size is None else larger_base(cfg, world, args.hidden_size, args.layers)
     if not (model_dir / "config.json").exists():
         raise SystemExit(f"{model_dir}: no base model there; run the workflow first or pass --model")
     ref = {"path": str(model_dir)}
-    variants = [v for v in grid.variants(cfg) if v.method and grid.shares_reference(v.settings)]
-    variants = [v for v in variants if v.model == variants[0].model][: args.methods]
+    variants = reference_variants(cfg, args.target_modules)[: args.methods]
     for v in variants:
         if args.epochs is not None:
             v.settings["num_train_epochs"] = args.epochs
-        if args.target_modules:
-            v.settings.setdefault("lora", {})["target_modules"] = args.target_modules.split(",")
     methods.classes("dpo")  # import TRL before the clock starts: both arms run in this one process
     with tempfile.TemporaryDirectory() as tmp:  # and one untimed run, so no arm pays the first run's set-up
         train(ref, pairs[:2], variants[0].settings, Path(tmp) / "warm-up", None)

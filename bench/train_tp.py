@@ -60,21 +60,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
     import yaml
+    from shared_ref import reference_variants, world_pairs  # bench/ (this script's directory)
 
-    from safealign import grid
-    from safealign.data.preference import from_pku
     from safealign.train.run import train
-    from safealign.world import data
 
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    pairs = from_pku(data.build(data.WorldParams(**cfg.get("world", {})))["preference"])[: args.pairs]
-    variant = next(v for v in grid.variants(cfg) if v.method and grid.shares_reference(v.settings))
+    _, pairs = world_pairs(cfg, args.pairs)
+    variant = reference_variants(cfg, args.target_modules)[0]
     settings = {**variant.settings, "peft": args.peft, "num_train_epochs": 1}
     if args.peft == "qlora":
         settings["bf16"] = True  # as config/paper.yaml's QLoRA runs: bf16 compute over the 4-bit base
-    if args.target_modules:
-        settings["lora"] = {**settings["lora"], "target_modules": args.target_modules.split(",")}
     ref = {"path": args.model}
     tokens, seconds = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from safealign import cli
+
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(
-    subprocess.run([sys.executable, "-c", "import torch, sys; sys.exit(torch.cuda.is_available())"]).returncode,
-    reason="a CUDA device is present: item 8 measures instead of skipping")
+pytestmark = pytest.mark.skipif(cli.gpu_present(), reason="a GPU host: item 8 measures instead of skipping")
 
 
 def test_item_8_without_a_gpu_is_one_skipped_row_saying_why(tmp_path):
