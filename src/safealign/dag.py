@@ -124,13 +124,17 @@ class Dag:
 
     @staticmethod
     def shell(module: str, args: str, python: str = "python") -> str:
-        """Every rule's shell command: ``OMP_NUM_THREADS={threads} <python> -m safealign.<module>
+        """Every rule's shell command: ``OMP_NUM_THREADS={threads} <python> -m safealign.job <module>
         <args> > {log} 2>&1`` (``python``: a Snakemake placeholder such as ``{params.python:q}``).
+
+        :mod:`safealign.job` runs ``python -m safealign.<module> <args>`` in a fork of the local warm
+        server where one accepts this interpreter and environment, else in the job's own process (on
+        Slurm, in the vLLM venv, with ``SAFEALIGN_WARM=0``); its log says which.
 
         A function of its arguments only, never of the config: Snakemake reruns a job whose rule's
         shell command text changed (rerun trigger ``code``). So config.offline is not in it but in
         the environment the jobs inherit (:func:`safealign.cli.export_offline`)."""
-        return f"OMP_NUM_THREADS={{threads}} {python} -m safealign.{module} {args} > {{log}} 2>&1"
+        return f"OMP_NUM_THREADS={{threads}} {python} -m safealign.job {module} {args} > {{log}} 2>&1"
 
     def variant(self, wildcards: Any) -> grid.Variant:
         return self.variants[(wildcards.model, wildcards.variant)]
