@@ -6,7 +6,7 @@
     python bench/run.py --only 2,3 --repeats 3 --out bench/results.json
     python bench/run.py --quick                  # smaller sizes, 1 repeat (a few minutes)
 
-Items (README.md, "Benchmarks", has the latest figures and targets):
+Items (bench/README.md, "Benchmarks", has the latest figures and targets):
 
 1. tiny grid, clean checkout to report (``snakemake --cores 2`` in an empty directory), plus the
    import time of each entry point's real job (``python -X importtime``, on that finished run);

@@ -18,7 +18,7 @@ EOS TRL appends included), h = r_w - r_l, b = beta, eps = label_smoothing, s = s
 
 Where TRL 1.16.0 differs from shared/PAPER.md (the tests assert what TRL does). Against TRL 0.11.4,
 the paper's era, only the sigmoid label-smoothing and bco_pair running-mean items below are changes
-(the IPO averaging and AOT sorting are as 0.11 had them); README.md (Methods) lists every
+(the IPO averaging and AOT sorting are as 0.11 had them); docs/configuration.md (Methods) lists every
 difference from 0.11 and ``safealign.train.methods.DEVIATIONS`` warns about them at parse time.
 - sigmoid: PAPER.md writes the cDPO form -(1-eps) log s(b h) - eps log s(-b h); TRL 1.16 has no
   label-smoothing term for "sigmoid" (eps is ignored): -log s(b h).

@@ -2,7 +2,7 @@
 and lm-eval once, and every job's ``python -m safealign.<stage> ...`` runs in a fork of it.
 
 Why: on the default tiny grid most model jobs spend 3-6 s of their 5-15 s importing these
-libraries, in about 90 jobs (README.md, "Benchmarks", item 1). Hand-written because no library
+libraries, in about 90 jobs (bench/README.md, "Benchmarks", item 1). Hand-written because no library
 does this for independent command lines: ``multiprocessing.forkserver`` serves only the process
 that started it (its address and key are private to it).
 

@@ -7,7 +7,7 @@ varying number of rows would recompile the graph (its comment). On a CPU in eage
 recompiled, and the skipped positions can be most of the LM head's work: the tiny
 Llama-Guard-format judge learns only its verdict tokens (a few of ~250 per example): one epoch
 29.5 s -> 17.2 s; a SmolLM2-135M LoRA DPO run on 8 pairs (one step, TRL's own reference, margins
-before and after) 16.6 -> 13.5 s (README, "CPU training scores only the labelled tokens"). The
+before and after) 16.6 -> 13.5 s (docs/performance.md, "CPU training scores only the labelled tokens"). The
 labelled rows and their products are the same, so the log-probs agree to float rounding
 (tests/test_fused_head.py).
 

@@ -296,7 +296,7 @@ def effective_hyperparameters(args: Any, settings: dict[str, Any], trainer_class
 class Deviation:
     """A documented difference between TRL 1.16.0 and TRL 0.11.4 (the paper's era) in a loss or its
     inputs. ``applies(settings)`` says whether a method's merged settings depend on it (None: it
-    depends on the data, not on the config, and is documented only). README.md (Methods) lists them."""
+    depends on the data, not on the config, and is documented only). docs/configuration.md (Methods) lists them."""
 
     name: str
     text: str
