@@ -369,9 +369,9 @@ def test_a_local_snakemake_run_generates_with_the_vllm_backend(default_config, t
     vLLM venv's interpreter, which the warm server must refuse (a venv is its own interpreter), so it
     runs in its own process, in the venv, and generates through vLLM."""
     import yaml
-    from test_workflow import copy_project, snakemake
 
     from safealign._warm_client import RAN_WARM
+    from test_workflow import copy_project, snakemake
 
     work = copy_project(tmp_path)
     (work / "overlay.yaml").write_text(yaml.safe_dump({"generation": {"backend": "vllm",
