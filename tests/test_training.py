@@ -118,17 +118,17 @@ def test_shared_reference_never_hashes_the_model(tiny, tmp_path, monkeypatch):
 
 def test_reference_and_training_score_only_labelled_positions(tiny, tmp_path, monkeypatch, lm_head_rows):
     """The ref_logps and train entry points make TRL's fused LM head score only the completion's
-    positions on CPU (safealign.train.fused_head): fewer rows, the same reference log-probs."""
+    positions on CPU (safealign.train.trl_compat): fewer rows, the same reference log-probs."""
     import trl.trainer.utils as trl_utils
 
-    from safealign.train import fused_head
+    from safealign.train import trl_compat
 
     ref, pairs = tiny
     rows = lm_head_rows
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU rule
     settings = {"max_length": SETTINGS["max_length"]}
     with monkeypatch.context() as m:
-        m.setattr(fused_head, "score_labelled_positions_only", lambda: False)
+        m.setattr(trl_compat, "score_labelled_positions_only", lambda: False)
         every_position = compute_ref_logps(ref, pairs, settings)
     n_every, rows[:] = sum(rows), []
     labelled_only = compute_ref_logps(ref, pairs, settings)
