@@ -68,6 +68,7 @@ judge_validation_input = D.judge_validation_input
 preference_inputs = D.preference_inputs
 onpolicy_source_files = D.onpolicy_source_files
 onpolicy_generation_files = D.onpolicy_generation_files
+onpolicy_prompt_files = D.onpolicy_prompt_files
 onpolicy_model_input = D.onpolicy_model_input
 # training, generation, judging, capability, metrics
 ref_logps_input = D.ref_logps_input

@@ -30,6 +30,7 @@ from . import grid, package_model, retry
 from . import report as report_spec
 from .data.onpolicy import ARMS as ONPOLICY_ARMS
 from .data.onpolicy import SOURCES as ONPOLICY_SOURCES
+from .data.onpolicy import kind as onpolicy_kind
 from .generate import serving
 from .world.files import FILES as WORLD_FILES
 from .world.files import JUDGE_DATA as WORLD_JUDGE_DATA
@@ -329,7 +330,12 @@ class Dag:
         return self.config["preference_data"].get("on_policy")
 
     def onpolicy_generation_files(self) -> list[str]:
+        """One file per arm, named by it (``<arm>.jsonl``): preference_data reads each by its name."""
         return [f"{R}/data/onpolicy/generations/{arm}.jsonl" for arm in ONPOLICY_ARMS]
+
+    def onpolicy_prompt_files(self) -> list[str]:
+        """The prompt file each arm answers, in the order of :meth:`onpolicy_generation_files`."""
+        return [f"{R}/data/onpolicy/prompts/{onpolicy_kind(arm)}.jsonl" for arm in ONPOLICY_ARMS]
 
     def p_preference(self, wildcards: Any) -> str:
         spec = pick(self.config["preference_data"], PREFERENCE_KEYS)
