@@ -176,8 +176,8 @@ def test_each_trainer_moves_the_margin_toward_chosen(tiny, tmp_path, trainer, lo
 
 def test_kto_rows_are_unpaired():
     pairs = [{"prompt": "p", "chosen": "c", "rejected": "r"}]
-    assert methods.to_unpaired(pairs) == [{"prompt": "p", "completion": "c", "label": True},
-                                          {"prompt": "p", "completion": "r", "label": False}]
+    assert methods.to_unpaired(pairs, 16) == [{"prompt": "p", "completion": "c", "label": True},
+                                              {"prompt": "p", "completion": "r", "label": False}]
 
 
 def test_trl_config_carries_the_method_settings(tmp_path):

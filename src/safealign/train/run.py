@@ -47,12 +47,13 @@ def _device_flags(bf16: bool) -> tuple[bool, bool]:
     return (not cuda, bool(cuda and bf16))
 
 
-def _dataset(pairs: list[dict[str, Any]], trainer: str):
+def _dataset(pairs: list[dict[str, Any]], trainer: str, batch_size: int = 1):
+    """The trainer's dataset; KTO's unpaired rows ordered for its per-device batches of ``batch_size``."""
     from datasets import Dataset
 
     cols = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in pairs]
     if trainer == "kto":
-        cols = methods.to_unpaired(cols)
+        cols = methods.to_unpaired(cols, batch_size)
     return Dataset.from_list(cols)
 
 
@@ -273,7 +274,8 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
         if shared:
             args.precompute_ref_log_probs = True
         counter = step_counter()
-        trainer = trainer_cls(model=model, args=args, train_dataset=_dataset(pairs, trainer_name),
+        dataset = _dataset(pairs, trainer_name, args.per_device_train_batch_size)
+        trainer = trainer_cls(model=model, args=args, train_dataset=dataset,
                               processing_class=tok, peft_config=peft_config,
                               callbacks=[finite_loss_callback(name), counter])
         if trainer.args.world_size != batch["processes"]:
