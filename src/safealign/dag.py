@@ -539,6 +539,16 @@ class Dag:
         raise ValueError("config.capability.source must be `world:` or `path:` (custom task items); "
                          "leave it out for lm-eval's built-in tasks")
 
+    def nltk_packages(self) -> list[str]:
+        """The NLTK data packages config.capability.tasks' code reads (safealign.capability.taskcode)."""
+        from .capability.taskcode import nltk_packages
+
+        return nltk_packages(list(self.config["capability"].get("tasks") or []))
+
+    def nltk_data_input(self, wildcards: Any) -> list[str]:
+        """The nltk_data rule's directory when the capability tasks read NLTK data, else none."""
+        return [f"{R}/nltk_data"] if self.nltk_packages() else []
+
     def p_metrics(self, wildcards: Any) -> str:
         c = self.config
         v = self.variant(wildcards)
