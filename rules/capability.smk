@@ -51,6 +51,9 @@ rule nltk_data:
     localrule: True
     conda:
         "../envs/eval.yaml"
+    threads: threads_of("default")
+    resources:
+        **res("default", rule="nltk_data"),
     params:
         packages=nltk_packages(),
     shell:
