@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -464,8 +465,6 @@ def test_profile_group_requests_fit_the_configured_runtimes():
     than its rule's configured runtime, no group for more than one configured runtime per rule it
     holds (its jobs run side by side, not one after another), and the grouped CPU jobs ask for one
     thread."""
-    from types import SimpleNamespace
-
     from snakemake.resources import GroupResources
 
     from safealign.configload import load_config
@@ -522,3 +521,60 @@ def test_profile_group_requests_fit_the_configured_runtimes():
         rules = sorted(per_rule)
         assert request["runtime"] <= sum(per_rule.values()), (gid, rules, request, per_rule)
         assert request["_cores"] <= cores, (gid, rules, request)
+
+
+def documented_resource_examples() -> list[tuple[str, dict]]:
+    """Every resources mapping with a `slurm_extra` in the docs' YAML blocks (docs/**/*.md) and in
+    slurm/config.yaml's commented example, as (where, mapping)."""
+    found = []
+
+    def walk(where: str, node) -> None:
+        if isinstance(node, dict):
+            if "slurm_extra" in node:
+                found.append((where, node))
+            for value in node.values():
+                walk(where, value)
+
+    for md in sorted((REPO / "docs").rglob("*.md")):
+        for block in re.findall(r"```yaml\n(.*?)```", md.read_text(), re.S):
+            walk(str(md.relative_to(REPO)), yaml.safe_load(block))
+    profile = (REPO / "slurm" / "config.yaml").read_text()
+    section = profile.split("\ndefault-resources:\n", 1)[1].split("\n\n", 1)[0]
+    uncommented = re.sub(r"^(\s*)# (\w+: )", r"\1\2", section, flags=re.M)
+    walk("slurm/config.yaml", yaml.safe_load("default-resources:\n" + uncommented))
+    return found
+
+
+def test_documented_slurm_extra_passes_the_plugin():
+    """The documented QoS / constraint / slurm_extra example passes the pinned plugin's validation
+    of slurm_extra, and its sbatch call carries the QoS and the constraint."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    class Resources(dict):
+        __getattr__ = dict.get
+
+    def job(resources: dict) -> SimpleNamespace:
+        res = Resources({"runtime": 30, "mem_mb": 1000, "_cores": 1, "gpu": 0, **resources})
+        return SimpleNamespace(resources=res, threads=1, name="rule", is_group=lambda: False)
+
+    # What the plugin refuses (so this test can tell): a QoS and a constraint inside slurm_extra.
+    with pytest.raises(WorkflowError):
+        validate_slurm_extra(job({"slurm_extra": "--qos=normal --constraint=a100"}))
+
+    examples = documented_resource_examples()
+    assert any(where == "slurm/config.yaml" for where, _ in examples)
+    params = {"run_uuid": "u", "slurm_logfile": "log", "comment_str": "c", "account": "-A a",
+              "partition": "-p p", "workdir": "."}
+    for where, example in examples:
+        # Snakemake evaluates a profile's string resource as Python: "'--x'" is the string --x.
+        resources = {k: (v[1:-1] if isinstance(v, str) and v[:1] == v[-1:] == "'" else v)
+                     for k, v in example.items()}
+        validate_slurm_extra(job(resources))
+        call = get_submit_command(job(resources), params)
+        assert resources["slurm_extra"] in call, (where, call)
+        if "qos" in resources:
+            assert f"--qos={resources['qos']}" in call.replace("'", ""), (where, call)
+        if "constraint" in resources:
+            assert f"-C {resources['constraint']}" in call.replace("'", ""), (where, call)
