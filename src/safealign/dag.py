@@ -638,7 +638,9 @@ class Dag:
         value = base.get(key, "" if key == "gpu_model" else 0)
         if key in retry.GROWS and isinstance(value, int):
             failed = self.failures(rule, list(wildcards)) if attempt > 1 and rule and self.failures else {}
-            return retry.scaled(key, value, attempt, failed)
+            grown = retry.scaled(key, value, attempt, failed)
+            cap = base.get(f"max_{key}")  # the partition's limit: a retry grows up to it, never past
+            return min(grown, max(int(cap), value)) if cap else grown
         if key == "gpu_jobs":
             return 1 if base.get("gpu", 0) else 0
         return value
@@ -649,6 +651,7 @@ class Dag:
         for spec in list(c["models"].values()) + list(c["judges"].values()):
             keys |= set(spec.get("resources", {}).get(family, {}))
         keys.discard("threads")
+        keys -= {f"max_{k}" for k in retry.GROWS}  # caps on a retry's growth, not resources
         keys.add("gpu_jobs")
         keys.add("gpu")  # always there: the GPU rules pass it to their scripts as --gpus
         return sorted(keys)
