@@ -203,12 +203,17 @@ def test_static_trl_field_table_matches_installed_trl():
         assert trl_fields.accepted_fields(trainer) == fields, (trainer, sorted(fields - base))
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "paper.yaml+paper-extended.yaml"])
 def test_every_configured_training_key_reaches_the_trainer(name, tmp_path):
     """For every method of a shipped config: each merged training key is on the TRL config with its
     configured value (warmup_ratio as warmup_steps, a DPO loss_type as a one-element list) or is one
     of the keys the workflow itself consumes."""
-    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / name).read_text())
+    from snakemake.utils import update_config
+
+    first, *overlays = name.split("+")  # an overlay is given after the config it extends
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / first).read_text())
+    for overlay in overlays:
+        update_config(cfg, yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / overlay).read_text()))
     seen = set()
     for v in grid.variants(cfg):
         if not v.method:
@@ -227,7 +232,7 @@ def test_every_configured_training_key_reaches_the_trainer(name, tmp_path):
         seen.add(v.settings["trainer"])
     assert {"warmup_ratio", "gradient_checkpointing", "beta", "learning_rate", "optim", "max_length",
             "seed"} <= seen
-    assert {"dpo", "kto", "orpo", "cpo"} <= seen
+    assert {m["trainer"] for m in cfg["methods"].values()} <= seen
 
 
 def test_workflow_keys_are_not_trl_fields_except_bf16():

@@ -549,6 +549,16 @@ class Dag:
         raise ValueError("config.capability.source must be `world:` or `path:` (custom task items); "
                          "leave it out for lm-eval's built-in tasks")
 
+    def nltk_packages(self) -> list[str]:
+        """The NLTK data packages config.capability.tasks' code reads (safealign.capability.taskcode)."""
+        from .capability.taskcode import nltk_packages
+
+        return nltk_packages(list(self.config["capability"].get("tasks") or []))
+
+    def nltk_data_input(self, wildcards: Any) -> list[str]:
+        """The nltk_data rule's directory when the capability tasks read NLTK data, else none."""
+        return [f"{R}/nltk_data"] if self.nltk_packages() else []
+
     def p_metrics(self, wildcards: Any) -> str:
         c = self.config
         v = self.variant(wildcards)
@@ -638,7 +648,9 @@ class Dag:
         value = base.get(key, "" if key == "gpu_model" else 0)
         if key in retry.GROWS and isinstance(value, int):
             failed = self.failures(rule, list(wildcards)) if attempt > 1 and rule and self.failures else {}
-            return retry.scaled(key, value, attempt, failed)
+            grown = retry.scaled(key, value, attempt, failed)
+            cap = base.get(f"max_{key}")  # the partition's limit: a retry grows up to it, never past
+            return min(grown, max(int(cap), value)) if cap else grown
         if key == "gpu_jobs":
             return 1 if base.get("gpu", 0) else 0
         return value
@@ -649,6 +661,7 @@ class Dag:
         for spec in list(c["models"].values()) + list(c["judges"].values()):
             keys |= set(spec.get("resources", {}).get(family, {}))
         keys.discard("threads")
+        keys -= {f"max_{k}" for k in retry.GROWS}  # caps on a retry's growth, not resources
         keys.add("gpu_jobs")
         keys.add("gpu")  # always there: the GPU rules pass it to their scripts as --gpus
         return sorted(keys)
