@@ -164,6 +164,41 @@ CONFIG_CASES = [
      "1 config problem:\nconfig.judges.toxicity.model: sets both world and hub"),
     ("unknown_loss_type", "methods: {safe_dpo: {loss_type: sigmoidd}}", [],
      "config.methods.safe_dpo.loss_type 'sigmoidd' is not a TRL dpo loss type"),
+    # --- issue 27, 1: silently wrong
+    ("method_named_base", "methods: {base: {trainer: dpo, loss_type: sigmoid}}", [],
+     "config.methods.base: the name 'base' is reserved: it is the untrained variant of every model"),
+    ("benchmark_named_global", "benchmarks: {global: {kind: overrefusal, loader: xstest, source: {world: xstest}}}",
+     [], "config.benchmarks.global: the name 'global' is reserved: it is the pseudo-benchmark of the global "
+     "safety score"),
+    ("paper_reference_in_per_cent", "report: {paper_reference: [{label: base, value: 57.64, benchmark: xstest, "
+     "judge: refusal, metric: over_refusal_rate, source: paper}]}", [],
+     "config.report.paper_reference[0].value must be a share in [0, 1] like every score of the report, not per "
+     "cent: got 57.64, write 0.5764 for 57.64 %"),
+    # --- issue 27, 2: found at parse time, not inside a job
+    ("seed_negative", "seeds: [0, -1]", [],
+     "config.seeds[1]: the seed -1 is outside [0, 4294967295], the range numpy's np.random.seed (called by "
+     "transformers.set_seed) accepts; pick a seed in it"),
+    ("generation_seed_too_large", "generation: {seed: 4294967296}", [],
+     "config.generation.seed: the seed 4294967296 is outside [0, 4294967295]"),
+    ("capability_task_unknown_to_the_world", "capability: {tasks: [world_math, world_mathh]}", [],
+     "config.capability.tasks[1]: 'world_mathh' is not a task of the tiny world's capability tasks (did you mean "
+     "world_math?); allowed: world_math, world_qa"),
+    ("capability_task_not_in_the_items", "capability: {source: {world: null, path: '{tmp}/items.jsonl'}, "
+     "tasks: [arithmetik]}", [],
+     "config.capability.tasks[0]: 'arithmetik' is not a task of the 'task' names in {tmp}/items.jsonl (did you mean "
+     "arithmetic?); allowed: arithmetic, trivia"),
+    ("hub_id_rejected_by_the_hub_client", "models: {tiny: {world: null, hub: 'org//model', revision: "
+     + "a" * 40 + "}}", [],
+     "config.models.tiny.hub: 'org//model' is not a hub id the hub client accepts (Repo id must be in the form "
+     "'repo_name' or 'namespace/repo_name': 'org//model'); write it as <owner>/<name>"),
+    ("offline_hub_model_not_cached", "models: {tiny: {world: null, hub: org/absent, revision: " + "a" * 40 + "}}",
+     [], "config.models.tiny.hub: the hub model 'org/absent' at revision " + "a" * 40 + " is not in the local "
+     "Hugging Face cache, and config.offline is true (the jobs read only the cache); download it first "
+     "(`hf download org/absent --revision " + "a" * 40 + "`) or set offline: false"),
+    ("offline_hub_dataset_not_cached", "benchmarks: {xstest: {source: {world: null, hub: org/absent_set, "
+     "revision: " + "b" * 40 + "}}}", [],
+     "config.benchmarks.xstest.source.hub: the hub dataset 'org/absent_set' at revision " + "b" * 40 + " is not "
+     "in the local Hugging Face cache, and config.offline is true"),
 ]
 
 
@@ -182,6 +217,8 @@ def _scratch(tmp: Path) -> None:
     snap = tmp / "hub" / "models--org--cached" / "snapshots" / ("a" * 40)
     snap.mkdir(parents=True)
     (snap / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 2048}')
+    (tmp / "items.jsonl").write_text('{"id": 1, "task": "arithmetic", "question": "1+1", "answer": "2"}\n'
+                                     '{"id": 2, "task": "trivia", "question": "sky?", "answer": "blue"}\n')
 
 
 def parse(tmp: Path, overlay: str, cli: list[str]) -> dict:

@@ -728,6 +728,13 @@ def load_config(config: dict[str, Any], configfiles: Iterable[str | Path] = (),
                  for key in ("", *(f".{k}" for k in REMOVABLE)))
     problems += both + [line for line in schema_problems(config, schema) if not line.startswith(refs) or not refs]
     problems += training_key_problems(config, schema) + reserved_name_problems(config)
+    default = (Path(schema_path).resolve().parents[2] / "config" / "config.yaml").resolve()
+    files = [Path(f).resolve() for f in configfiles]
+    if files and default not in files and any(p.startswith("config: missing required key") for p in problems):
+        problems.append(f"config: --configfile replaces the default config/config.yaml instead of adding to "
+                        f"it, and {', '.join(str(f) for f in configfiles)} is not a complete config: give the "
+                        "default first (`--configfile config/config.yaml <overlay.yaml>`) or a complete "
+                        "config such as config/paper.yaml")
     _raise(list(dict.fromkeys(problems)))
     from snakemake.utils import validate
 

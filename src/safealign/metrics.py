@@ -43,8 +43,8 @@ from typing import Any
 
 from . import io, stats
 from .chat import check_same_template
-from .grid import GLOBAL  # the pseudo-benchmark of the global score (a reserved name)
 from .cli import parser, setup
+from .grid import GLOBAL  # the pseudo-benchmark of the global score (a reserved name)
 from .judge.agreement import binary_kappa, cohen_kappa, judge_disagreements, safe_pairs
 from .specs import MetricsSpec
 
