@@ -327,6 +327,138 @@ def test_static_scheduler_optimizer_and_module_tables_match_the_installed_librar
     assert sorted(trl_fields.world_llama_lora_modules(2)) == adaptable
 
 
+# ---------------------------------------------------------------- issue 27: names, empty methods, warnings
+
+@pytest.mark.parametrize("kind", ["methods", "models", "benchmarks", "judges"])
+def test_every_reserved_name_is_refused_for_every_kind(default_config, kind):
+    """Renaming the config's first entry of each kind to each reserved name is refused with the reason."""
+    from safealign.configload import reserved_name_problems
+    from safealign.grid import RESERVED_NAMES
+
+    first = next(iter(default_config[kind]))
+    for name, meaning in RESERVED_NAMES.items():
+        config = {**default_config, kind: {name if k == first else k: v for k, v in default_config[kind].items()}}
+        assert reserved_name_problems(config) == [
+            f"config.{kind}.{name}: the name {name!r} is reserved: it is {meaning}; rename it "
+            f"(reserved: {', '.join(RESERVED_NAMES)})"]
+    assert reserved_name_problems(default_config) == []
+
+
+def test_reserved_names_cover_the_workflows_own_names_and_the_schema_says_so():
+    from safealign import metrics
+    from safealign.grid import BASE, RESERVED_NAMES
+
+    assert {BASE, metrics.GLOBAL, "ref_logps"} <= set(RESERVED_NAMES)
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    text = schema["properties"]["methods"]["description"]
+    assert f"({', '.join(RESERVED_NAMES)})" in text and "`methods: {}`" in text
+    assert "`methods: {}`" in (REPO / "config" / "README.md").read_text()
+
+
+def test_an_explicit_empty_methods_mapping_means_no_methods(tmp_path):
+    from safealign.grid import BASE, variants
+
+    cfg = parse(tmp_path, "methods: {}", [])
+    assert cfg["methods"] == {}
+    assert [(v.model, v.name) for v in variants(cfg)] == [(m, BASE) for m in cfg["models"]]
+    # --config entries come after the files: a method set there is the only one.
+    cfg = parse(tmp_path, "methods: {}", ["methods={safe_new: {trainer: dpo, loss_type: hinge}}"])
+    assert list(cfg["methods"]) == ["safe_new"]
+    # A later file's methods are kept; the default's are not.
+    (tmp_path / "later.yaml").write_text("methods: {safe_dpo: {trainer: dpo, loss_type: sigmoid}}\n")
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
+
+    files = [str(REPO / "config" / "config.yaml"), str(tmp_path / "overlay.yaml"), str(tmp_path / "later.yaml")]
+    config: dict = {}
+    for f in files:
+        update_config(config, load_configfile(f))
+    load_config(config, files)
+    assert list(config["methods"]) == ["safe_dpo"]
+
+
+def test_an_overlay_given_alone_says_configfile_replaces_the_default(tmp_path):
+    from snakemake.common.configfile import load_configfile
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("seeds: [3]\n")
+    config = load_configfile(str(overlay))
+    with pytest.raises(ConfigError) as err:
+        load_config(config, [str(overlay)])
+    assert ("config: --configfile replaces the default config/config.yaml instead of adding to it, and "
+            f"{overlay} is not a complete config: give the default first (`--configfile config/config.yaml "
+            "<overlay.yaml>`) or a complete config such as config/paper.yaml") in str(err.value)
+    # Given after the default, the same overlay is fine, and the hint never appears.
+    assert parse(tmp_path, "seeds: [3]", [])["seeds"] == [3]
+
+
+def test_deviation_note_only_for_variants_still_to_train_and_once(tmp_path, capsys):
+    from safealign.checks import deviation_warnings
+    from safealign.grid import variants
+
+    cfg = parse(tmp_path, "", [])
+    capsys.readouterr()
+    bco = [v for v in variants(cfg) if v.settings.get("loss_type") == "bco_pair"]
+    assert bco
+    lines = deviation_warnings(cfg, tmp_path)
+    methods = sorted({v.method for v in bco})
+    assert len(lines) == 1 and "(bco_pair_running_mean)" in lines[0]
+    assert f"--config 'methods={{{', '.join(f'{m}: {{enabled: false}}' for m in methods)}}}'" in lines[0]
+    # Printed once by check_config, and not at all where a job re-parses the workflow (warn=False).
+    check_config(cfg)
+    assert capsys.readouterr().err.count("bco_pair_running_mean") == 1
+    check_config(cfg, warn=False)
+    assert capsys.readouterr().err == ""
+    # Once every variant that depends on it is trained, it no longer applies.
+    for v in bco:
+        done = tmp_path / "results" / "models" / v.model / v.name / "train.json"
+        done.parent.mkdir(parents=True)
+        done.write_text("{}")
+    assert deviation_warnings(cfg, tmp_path) == []
+
+
+def test_lm_eval_task_registry_is_indexed_once_per_version(tmp_path, monkeypatch):
+    """Without a capability source, tasks are checked against lm-eval's own registry, indexed once
+    per lm-eval version (TaskManager() takes about 11 s) and then read from the user's cache."""
+    import lm_eval.tasks
+
+    from safealign.configload import capability_task_problems, lm_eval_builtin_tasks
+
+    built = []
+
+    class Registry:  # stands in for the real index (tests/test_capability.py runs lm-eval itself)
+        def __init__(self):
+            built.append(1)
+            self.all_tasks = ["gsm8k", "leaderboard", *(f"leaderboard_{i}" for i in range(50))]
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", Registry)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    expected = {"gsm8k", "leaderboard", *(f"leaderboard_{i}" for i in range(50))}
+    assert lm_eval_builtin_tasks() == expected and lm_eval_builtin_tasks() == expected
+    assert len(built) == 1 and len(list((tmp_path / "safealign").glob("lm_eval_tasks-*.json"))) == 1
+    config = {"capability": {"tasks": ["gsm8k", "gsm8kk"]}}
+    assert capability_task_problems(config) == [
+        "config.capability.tasks[1]: 'gsm8kk' is not a task of the installed lm-eval's task registry "
+        "(did you mean gsm8k?); list them with `lm_eval --tasks list`"]
+    assert capability_task_problems({"capability": {"tasks": ["leaderboard"]}}) == [] and len(built) == 1
+
+
+def test_failed_jobs_reason_is_read_back_from_its_log():
+    from safealign.cli import failure_reason, report_failure
+
+    log = ("2026-01-01 INFO safealign: loading\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+           "    main()\nValueError: xstest source d.csv: row 2 label must be 'safe' or 'unsafe', got 'maybe'\n"
+           "safealign.warm: ran in a fork of the warm server (pid 3): exit 1\n")
+    assert failure_reason(log) == "ValueError: xstest source d.csv: row 2 label must be 'safe' or 'unsafe', got 'maybe'"
+    chained = ("Traceback (most recent call last):\n  File \"a\"\nKeyError: 'x'\n\nDuring handling of the above "
+               "exception, another exception occurred:\n\nTraceback (most recent call last):\n  File \"b\"\n"
+               "safealign.checks.ConfigError: 2 config problems:\nconfig.a: bad\nconfig.b: bad\n")
+    assert failure_reason(chained) == "ConfigError: 2 config problems:\nconfig.a: bad\nconfig.b: bad"
+    assert failure_reason("Killed\n") is None
+    assert report_failure("/no/such.log", 137) == (
+        "safealign: the job exited with status 137; its log /no/such.log says why")
+
+
 # ---------------------------------------------------------------- the same through Snakemake
 
 COPY = ("workflow", "rules", "envs", "config", "src")
