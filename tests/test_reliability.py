@@ -443,6 +443,37 @@ def test_lm_eval_task_registry_is_indexed_once_per_version(tmp_path, monkeypatch
     assert capability_task_problems({"capability": {"tasks": ["leaderboard"]}}) == [] and len(built) == 1
 
 
+# (id, config file text or None for a missing file, the line python -m safealign.configload prints)
+FILE_CASES = [
+    ("tab_in_overlay", "training:\n\tbeta: 0.2\n",
+     "{file}:2:1: not valid YAML: found character that cannot start any token while scanning for the next "
+     "token (a tab: indent YAML with spaces only)"),
+    ("unclosed_bracket", "seeds: [1, 2\ntraining: {beta: 0.2}\n",
+     "{file}:2:9: not valid YAML: did not find expected ',' or ']' while parsing a flow sequence that starts "
+     "on line 1 (an unclosed [ or {{ before this point?)"),
+    ("missing_configfile", None,
+     "{file}: no such config file (paths are relative to the working directory; --configfile takes every "
+     "later word as a file, so put targets before it)"),
+]
+
+
+@pytest.mark.parametrize("case_id, text, expected", FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_unreadable_config_file_names_file_and_line(tmp_path, case_id, text, expected):
+    """Snakemake reads --configfile before the workflow starts and names neither file nor line;
+    ``python -m safealign.configload FILE...`` (and load_config) does."""
+    from safealign.configload import file_problems
+
+    path = tmp_path / "overlay.yaml"
+    if text is not None:
+        path.write_text(text)
+    assert file_problems(path) == [expected.format(file=path)]
+    run = subprocess.run([sys.executable, "-m", "safealign.configload", str(REPO / "config" / "config.yaml"),
+                          str(path)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert run.returncode == 1 and run.stderr == expected.format(file=path) + "\n"
+    assert not (tmp_path / "results").exists()
+
+
 def test_failed_jobs_reason_is_read_back_from_its_log():
     from safealign.cli import failure_reason, report_failure
 

@@ -148,6 +148,41 @@ def emptied_methods(config: dict[str, Any], configfiles: Iterable[str | Path]) -
     return True
 
 
+def file_problems(path: str | Path) -> list[str]:
+    """One line for a config file that cannot be read as YAML (a missing file; a syntax error with
+    its line, column and what to do), else one line per key written twice (:func:`duplicate_keys`).
+
+    Snakemake reads ``--configfile`` itself before the workflow starts, and says only "Config file
+    is not valid JSON or YAML" or prints a traceback for a missing file; ``python -m
+    safealign.configload FILE...`` prints these lines for the same files."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [f"{path}: no such config file (paths are relative to the working directory; "
+                "--configfile takes every later word as a file, so put targets before it)"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path}: cannot be read ({exc})"]
+    try:
+        yaml.load(text, Loader=YAML_LOADER)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        lines = text.splitlines()
+        at = lines[mark.line] if mark and mark.line < len(lines) else ""
+        hint = ""
+        if "\t" in at:
+            hint = " (a tab: indent YAML with spaces only)"
+        elif "flow" in (context or ""):
+            hint = " (an unclosed [ or { before this point?)"
+        cmark = getattr(exc, "context_mark", None)
+        if context and cmark is not None and mark is not None and cmark.line != mark.line:
+            context += f" that starts on line {cmark.line + 1}"
+        return [f"{where}: not valid YAML: {problem}{f' {context}' if context else ''}{hint}"]
+    return duplicate_keys(path)
+
+
 # ---------------------------------------------------------------- sources and model refs
 
 
@@ -719,7 +754,7 @@ def load_config(config: dict[str, Any], configfiles: Iterable[str | Path] = (),
     filled in (Snakemake's own ``validate``) and ``config`` is returned.
     """
     schema = yaml.load(Path(schema_path).read_text(), Loader=YAML_LOADER)
-    problems = [line for f in dict.fromkeys(map(str, configfiles)) for line in duplicate_keys(f)]
+    problems = [line for f in dict.fromkeys(map(str, configfiles)) for line in file_problems(f)]
     emptied_methods(config, configfiles)
     coerce_cli_scalars(config)
     both = resolve_removals(config)
@@ -742,3 +777,13 @@ def load_config(config: dict[str, Any], configfiles: Iterable[str | Path] = (),
     _raise(library_problems(config) + seed_problems(config) + hub_problems(config)
            + capability_task_problems(config))
     return config
+
+
+if __name__ == "__main__":
+    import sys
+
+    lines = [line for f in sys.argv[1:] for line in file_problems(f)] if len(sys.argv) > 1 else [
+        "usage: python -m safealign.configload CONFIGFILE..."]
+    for line in lines:
+        print(line, file=sys.stderr)
+    sys.exit(1 if lines else 0)
