@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -71,16 +72,18 @@ def _listing(values: Iterable[Any], limit: int = 40) -> str:
 # ---------------------------------------------------------------- duplicate YAML keys
 
 
-def duplicate_keys(path: str | Path) -> list[str]:
-    """One line per key written twice in the same mapping of a YAML/JSON config file.
+def duplicate_keys(path: str | Path, root: yaml.Node | None = None) -> list[str]:
+    """One line per key written twice in the same mapping of a YAML/JSON config file (``root``:
+    its composed node tree, when the caller has it).
 
     Snakemake's loader keeps the last of two equal keys silently; this walks the composed YAML
     node tree (line numbers are 1-based) so the first one is not lost without a word.
     """
-    try:
-        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=YAML_LOADER)
-    except (OSError, yaml.YAMLError):
-        return []  # Snakemake reports unreadable files itself
+    if root is None:
+        try:
+            root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=YAML_LOADER)
+        except (OSError, yaml.YAMLError):
+            return []  # file_problems names unreadable files
     out: list[str] = []
 
     def walk(node: yaml.Node, parts: list[Any]) -> None:
@@ -120,19 +123,31 @@ def reserved_name_problems(config: dict[str, Any]) -> list[str]:
     return out
 
 
+# `methods: {}` as YAML or JSON writes it (a quick test before parsing the files).
+EMPTY_METHODS = re.compile(r"""["']?methods["']?\s*:\s*\{\s*\}""")
+
+
 def emptied_methods(config: dict[str, Any], configfiles: Iterable[str | Path]) -> bool:
     """Apply an explicit ``methods: {}`` and say whether there was one.
 
     Config files merge into the earlier ones, so an empty mapping would leave every method of
     ``config/config.yaml`` in place; written in the last config file that sets ``methods``, it
     means "no methods" (the grid is the base models alone): every method the files before it
-    wrote is dropped. Methods set with ``--config`` after it are kept.
+    wrote is dropped. A method ``--config`` adds under a name no earlier file used is kept.
     """
-    written: list[set[str] | None] = []  # per file setting methods: its names, None for {}
+    texts = []
     for f in configfiles:
         try:
-            doc = yaml.load(Path(f).read_text(encoding="utf-8"), Loader=YAML_LOADER)
-        except (OSError, yaml.YAMLError):
+            texts.append(Path(f).read_text(encoding="utf-8"))
+        except OSError:
+            continue
+    if not any(EMPTY_METHODS.search(t) for t in texts):
+        return False  # the common case, without parsing every file again
+    written: list[set[str] | None] = []  # per file setting methods: its names, None for {}
+    for text in texts:
+        try:
+            doc = yaml.load(text, Loader=YAML_LOADER)
+        except yaml.YAMLError:
             continue
         methods = doc.get("methods") if isinstance(doc, dict) else None
         if isinstance(methods, dict):
@@ -163,7 +178,7 @@ def file_problems(path: str | Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         return [f"{path}: cannot be read ({exc})"]
     try:
-        yaml.load(text, Loader=YAML_LOADER)
+        root = yaml.compose(text, Loader=YAML_LOADER)  # syntax errors surface here
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -180,7 +195,7 @@ def file_problems(path: str | Path) -> list[str]:
         if context and cmark is not None and mark is not None and cmark.line != mark.line:
             context += f" that starts on line {cmark.line + 1}"
         return [f"{where}: not valid YAML: {problem}{f' {context}' if context else ''}{hint}"]
-    return duplicate_keys(path)
+    return duplicate_keys(path, root)
 
 
 # ---------------------------------------------------------------- sources and model refs
@@ -580,8 +595,6 @@ def seed_problems(config: dict[str, Any]) -> list[str]:
 
 
 def _user_cache() -> Path:
-    import os
-
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "safealign"
 
 
@@ -592,7 +605,6 @@ def lm_eval_builtin_tasks() -> set[str]:
     version in the user's cache (``~/.cache/safealign``) and indexed again only when lm-eval
     changes."""
     import importlib.metadata
-    import os
 
     import lm_eval
 
@@ -677,8 +689,6 @@ def _cached_revision(repo: str, revision: str | None, repo_type: str) -> bool:
 
 def _datasets_cached(repo: str) -> bool:
     """Whether the datasets library's own cache holds a prepared copy of ``repo``."""
-    import os
-
     home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
     root = Path(os.environ.get("HF_DATASETS_CACHE") or Path(home) / "datasets")
     return (root / repo.replace("/", "___")).is_dir()
@@ -687,8 +697,6 @@ def _datasets_cached(repo: str) -> bool:
 def offline(config: dict[str, Any]) -> bool:
     """Whether config.offline is true and the environment does not turn it off (an HF_HUB_OFFLINE
     already set wins, cli.export_offline)."""
-    import os
-
     value = os.environ.get("HF_HUB_OFFLINE")
     env_online = value is not None and value.strip().lower() in ("0", "false", "no", "off", "")
     return bool(config.get("offline", True)) and not env_online
@@ -696,14 +704,15 @@ def offline(config: dict[str, Any]) -> bool:
 
 def hub_problems(config: dict[str, Any]) -> list[str]:
     """Hub ids the hub client rejects, and, offline, hub models and datasets not in the local cache."""
+    hub_refs = [(parts, ref) for parts, ref in _refs(config) if isinstance(ref.get("hub"), str)]
+    if not hub_refs:
+        return []  # importing the hub client costs about 0.3 s of every parse
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     out = []
     is_offline = offline(config)
-    for parts, ref in _refs(config):
-        repo = ref.get("hub")
-        if not isinstance(repo, str):
-            continue
+    for parts, ref in hub_refs:
+        repo = ref["hub"]
         at = dotted([*parts, "hub"])
         try:
             validate_repo_id(repo)
