@@ -441,7 +441,7 @@ def test_shell_commands_quote_every_config_string(default_config, tmp_path):
     items = "caps dir/items $(touch PWNED) `id`.jsonl"
     (work / "caps dir").mkdir()
     (work / items).write_text('{"task": "world_math", "question": "1+1", "answer": "2"}\n')
-    config["capability"]["source"] = {"path": items}
+    config["capability"].update(source={"path": items}, tasks=["world_math"])  # the items' only task
     cfg = _write_config(work, config)
     dry = _snakemake(work, "-n", "-p", "--configfile", cfg)
     assert dry.returncode == 0, dry.stderr[-3000:]
