@@ -57,4 +57,4 @@ rule nltk_data:
     params:
         packages=nltk_packages(),
     shell:
-        "python -m safealign.capability.taskcode --out {output:q} {params.packages} > {log} 2>&1"
+        shell_cmd("capability.taskcode", "--out {output:q} {params.packages}")

@@ -170,20 +170,22 @@ def test_any_field_of_the_trainers_config_is_accepted(default_config):
     check_config(cfg)
 
 
-def test_deviations_from_the_papers_trl_warn_once_naming_the_methods(default_config, capsys):
+def test_deviations_from_the_papers_trl_warn_once_naming_the_methods(default_config, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing trained yet: every deviation applies
     cfg = copy.deepcopy(default_config)
     cfg["seeds"] = [0, 1]
     cfg["methods"]["safe_dpo"]["label_smoothing"] = 0.1
     check_config(cfg)
     err = capsys.readouterr().err
     assert err.count("(bco_pair_running_mean)") == 1
-    assert "config.methods.safe_bco depends on a documented deviation" in err
-    assert "config.methods.safe_dpo depends on a documented deviation from the paper's TRL 0.11 " \
-           "(sigmoid_label_smoothing)" in err
+    assert "config.methods.safe_bco (2 variants to train) uses TRL 1.16's loss, which deviates" in err
+    assert "config.methods.safe_dpo (2 variants to train) uses TRL 1.16's loss, which deviates from the paper's " \
+           "TRL 0.11 (sigmoid_label_smoothing)" in err
+    assert "--config 'methods={safe_dpo: {enabled: false}}'" in err
     assert "kto_kl_chunks" not in err  # gradient_accumulation_steps is 1 in the tiny world
     cfg["training"]["gradient_accumulation_steps"] = 4
     check_config(cfg)
-    assert "config.methods.safe_kto depends on a documented deviation" in capsys.readouterr().err
+    assert "config.methods.safe_kto (2 variants to train) uses TRL 1.16's loss" in capsys.readouterr().err
 
 
 def test_every_documented_deviation_is_in_the_methods_docs():

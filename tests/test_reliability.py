@@ -164,6 +164,41 @@ CONFIG_CASES = [
      "1 config problem:\nconfig.judges.toxicity.model: sets both world and hub"),
     ("unknown_loss_type", "methods: {safe_dpo: {loss_type: sigmoidd}}", [],
      "config.methods.safe_dpo.loss_type 'sigmoidd' is not a TRL dpo loss type"),
+    # --- issue 27, 1: silently wrong
+    ("method_named_base", "methods: {base: {trainer: dpo, loss_type: sigmoid}}", [],
+     "config.methods.base: the name 'base' is reserved: it is the untrained variant of every model"),
+    ("benchmark_named_global", "benchmarks: {global: {kind: overrefusal, loader: xstest, source: {world: xstest}}}",
+     [], "config.benchmarks.global: the name 'global' is reserved: it is the pseudo-benchmark of the global "
+     "safety score"),
+    ("paper_reference_in_per_cent", "report: {paper_reference: [{label: base, value: 57.64, benchmark: xstest, "
+     "judge: refusal, metric: over_refusal_rate, source: paper}]}", [],
+     "config.report.paper_reference[0].value must be a share in [0, 1] like every score of the report, not per "
+     "cent: got 57.64, write 0.5764 for 57.64 %"),
+    # --- issue 27, 2: found at parse time, not inside a job
+    ("seed_negative", "seeds: [0, -1]", [],
+     "config.seeds[1]: the seed -1 is outside [0, 4294967295], the range numpy's np.random.seed (called by "
+     "transformers.set_seed) accepts; pick a seed in it"),
+    ("generation_seed_too_large", "generation: {seed: 4294967296}", [],
+     "config.generation.seed: the seed 4294967296 is outside [0, 4294967295]"),
+    ("capability_task_unknown_to_the_world", "capability: {tasks: [world_math, world_mathh]}", [],
+     "config.capability.tasks[1]: 'world_mathh' is not a task of the tiny world's capability tasks (did you mean "
+     "world_math?); allowed: world_math, world_qa"),
+    ("capability_task_not_in_the_items", "capability: {source: {world: null, path: '{tmp}/items.jsonl'}, "
+     "tasks: [arithmetik]}", [],
+     "config.capability.tasks[0]: 'arithmetik' is not a task of the 'task' names in {tmp}/items.jsonl (did you mean "
+     "arithmetic?); allowed: arithmetic, trivia"),
+    ("hub_id_rejected_by_the_hub_client", "models: {tiny: {world: null, hub: 'org//model', revision: "
+     + "a" * 40 + "}}", [],
+     "config.models.tiny.hub: 'org//model' is not a hub id the hub client accepts (Repo id must be in the form "
+     "'repo_name' or 'namespace/repo_name': 'org//model'); write it as <owner>/<name>"),
+    ("offline_hub_model_not_cached", "models: {tiny: {world: null, hub: org/absent, revision: " + "a" * 40 + "}}",
+     [], "config.models.tiny.hub: the hub model 'org/absent' at revision " + "a" * 40 + " is not in the local "
+     "Hugging Face cache, and config.offline is true (the jobs read only the cache); download it first "
+     "(`hf download org/absent --revision " + "a" * 40 + "`) or set offline: false"),
+    ("offline_hub_dataset_not_cached", "benchmarks: {xstest: {source: {world: null, hub: org/absent_set, "
+     "revision: " + "b" * 40 + "}}}", [],
+     "config.benchmarks.xstest.source.hub: the hub dataset 'org/absent_set' at revision " + "b" * 40 + " is not "
+     "in the local Hugging Face cache, and config.offline is true"),
 ]
 
 
@@ -182,6 +217,8 @@ def _scratch(tmp: Path) -> None:
     snap = tmp / "hub" / "models--org--cached" / "snapshots" / ("a" * 40)
     snap.mkdir(parents=True)
     (snap / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 2048}')
+    (tmp / "items.jsonl").write_text('{"id": 1, "task": "arithmetic", "question": "1+1", "answer": "2"}\n'
+                                     '{"id": 2, "task": "trivia", "question": "sky?", "answer": "blue"}\n')
 
 
 def parse(tmp: Path, overlay: str, cli: list[str]) -> dict:
@@ -290,6 +327,169 @@ def test_static_scheduler_optimizer_and_module_tables_match_the_installed_librar
     assert sorted(trl_fields.world_llama_lora_modules(2)) == adaptable
 
 
+# ---------------------------------------------------------------- issue 27: names, empty methods, warnings
+
+@pytest.mark.parametrize("kind", ["methods", "models", "benchmarks", "judges"])
+def test_every_reserved_name_is_refused_for_every_kind(default_config, kind):
+    """Renaming the config's first entry of each kind to each reserved name is refused with the reason."""
+    from safealign.configload import reserved_name_problems
+    from safealign.grid import RESERVED_NAMES
+
+    first = next(iter(default_config[kind]))
+    for name, meaning in RESERVED_NAMES.items():
+        config = {**default_config, kind: {name if k == first else k: v for k, v in default_config[kind].items()}}
+        assert reserved_name_problems(config) == [
+            f"config.{kind}.{name}: the name {name!r} is reserved: it is {meaning}; rename it "
+            f"(reserved: {', '.join(RESERVED_NAMES)})"]
+    assert reserved_name_problems(default_config) == []
+
+
+def test_reserved_names_cover_the_workflows_own_names_and_the_schema_says_so():
+    from safealign import metrics
+    from safealign.grid import BASE, RESERVED_NAMES
+
+    assert {BASE, metrics.GLOBAL, "ref_logps"} <= set(RESERVED_NAMES)
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    text = schema["properties"]["methods"]["description"]
+    assert f"({', '.join(RESERVED_NAMES)})" in text and "`methods: {}`" in text
+    assert "`methods: {}`" in (REPO / "config" / "README.md").read_text()
+
+
+def test_an_explicit_empty_methods_mapping_means_no_methods(tmp_path):
+    from safealign.grid import BASE, variants
+
+    cfg = parse(tmp_path, "methods: {}", [])
+    assert cfg["methods"] == {}
+    assert [(v.model, v.name) for v in variants(cfg)] == [(m, BASE) for m in cfg["models"]]
+    # --config entries come after the files: a method set there is the only one.
+    cfg = parse(tmp_path, "methods: {}", ["methods={safe_new: {trainer: dpo, loss_type: hinge}}"])
+    assert list(cfg["methods"]) == ["safe_new"]
+    # A later file's methods are kept; the default's are not.
+    (tmp_path / "later.yaml").write_text("methods: {safe_dpo: {trainer: dpo, loss_type: sigmoid}}\n")
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
+
+    files = [str(REPO / "config" / "config.yaml"), str(tmp_path / "overlay.yaml"), str(tmp_path / "later.yaml")]
+    config: dict = {}
+    for f in files:
+        update_config(config, load_configfile(f))
+    load_config(config, files)
+    assert list(config["methods"]) == ["safe_dpo"]
+
+
+def test_an_overlay_given_alone_says_configfile_replaces_the_default(tmp_path):
+    from snakemake.common.configfile import load_configfile
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("seeds: [3]\n")
+    config = load_configfile(str(overlay))
+    with pytest.raises(ConfigError) as err:
+        load_config(config, [str(overlay)])
+    assert ("config: --configfile replaces the default config/config.yaml instead of adding to it, and "
+            f"{overlay} is not a complete config: give the default first (`--configfile config/config.yaml "
+            "<overlay.yaml>`) or a complete config such as config/paper.yaml") in str(err.value)
+    # Given after the default, the same overlay is fine, and the hint never appears.
+    assert parse(tmp_path, "seeds: [3]", [])["seeds"] == [3]
+
+
+def test_deviation_note_only_for_variants_still_to_train_and_once(tmp_path, capsys):
+    from safealign.checks import deviation_warnings
+    from safealign.grid import variants
+
+    cfg = parse(tmp_path, "", [])
+    capsys.readouterr()
+    bco = [v for v in variants(cfg) if v.settings.get("loss_type") == "bco_pair"]
+    assert bco
+    lines = deviation_warnings(cfg, tmp_path)
+    methods = sorted({v.method for v in bco})
+    assert len(lines) == 1 and "(bco_pair_running_mean)" in lines[0]
+    assert f"--config 'methods={{{', '.join(f'{m}: {{enabled: false}}' for m in methods)}}}'" in lines[0]
+    # Printed once by check_config, and not at all where a job re-parses the workflow (warn=False).
+    check_config(cfg)
+    assert capsys.readouterr().err.count("bco_pair_running_mean") == 1
+    check_config(cfg, warn=False)
+    assert capsys.readouterr().err == ""
+    # Once every variant that depends on it is trained, it no longer applies.
+    for v in bco:
+        done = tmp_path / "results" / "models" / v.model / v.name / "train.json"
+        done.parent.mkdir(parents=True)
+        done.write_text("{}")
+    assert deviation_warnings(cfg, tmp_path) == []
+
+
+def test_lm_eval_task_registry_is_indexed_once_per_version(tmp_path, monkeypatch):
+    """Without a capability source, tasks are checked against lm-eval's own registry, indexed once
+    per lm-eval version (TaskManager() takes about 11 s) and then read from the user's cache."""
+    import lm_eval.tasks
+
+    from safealign.configload import capability_task_problems, lm_eval_builtin_tasks
+
+    built = []
+
+    class Registry:  # stands in for the real index (tests/test_capability.py runs lm-eval itself)
+        def __init__(self):
+            built.append(1)
+            self.all_tasks = ["gsm8k", "leaderboard", *(f"leaderboard_{i}" for i in range(50))]
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", Registry)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    expected = {"gsm8k", "leaderboard", *(f"leaderboard_{i}" for i in range(50))}
+    assert lm_eval_builtin_tasks() == expected and lm_eval_builtin_tasks() == expected
+    assert len(built) == 1 and len(list((tmp_path / "safealign").glob("lm_eval_tasks-*.json"))) == 1
+    config = {"capability": {"tasks": ["gsm8k", "gsm8kk"]}}
+    assert capability_task_problems(config) == [
+        "config.capability.tasks[1]: 'gsm8kk' is not a task of the installed lm-eval's task registry "
+        "(did you mean gsm8k?); list them with `lm_eval --tasks list`"]
+    assert capability_task_problems({"capability": {"tasks": ["leaderboard"]}}) == [] and len(built) == 1
+
+
+# (id, config file text or None for a missing file, the line python -m safealign.configload prints)
+FILE_CASES = [
+    ("tab_in_overlay", "training:\n\tbeta: 0.2\n",
+     "{file}:2:1: not valid YAML: found character that cannot start any token while scanning for the next "
+     "token (a tab: indent YAML with spaces only)"),
+    ("unclosed_bracket", "seeds: [1, 2\ntraining: {beta: 0.2}\n",
+     "{file}:2:9: not valid YAML: did not find expected ',' or ']' while parsing a flow sequence that starts "
+     "on line 1 (an unclosed [ or {{ before this point?)"),
+    ("missing_configfile", None,
+     "{file}: no such config file (paths are relative to the working directory; --configfile takes every "
+     "later word as a file, so put targets before it)"),
+]
+
+
+@pytest.mark.parametrize("case_id, text, expected", FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_unreadable_config_file_names_file_and_line(tmp_path, case_id, text, expected):
+    """Snakemake reads --configfile before the workflow starts and names neither file nor line;
+    ``python -m safealign.configload FILE...`` (and load_config) does."""
+    from safealign.configload import file_problems
+
+    path = tmp_path / "overlay.yaml"
+    if text is not None:
+        path.write_text(text)
+    assert file_problems(path) == [expected.format(file=path)]
+    run = subprocess.run([sys.executable, "-m", "safealign.configload", str(REPO / "config" / "config.yaml"),
+                          str(path)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert run.returncode == 1 and run.stderr == expected.format(file=path) + "\n"
+    assert not (tmp_path / "results").exists()
+
+
+def test_failed_jobs_reason_is_read_back_from_its_log():
+    from safealign.cli import failure_reason, report_failure
+
+    log = ("2026-01-01 INFO safealign: loading\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+           "    main()\nValueError: xstest source d.csv: row 2 label must be 'safe' or 'unsafe', got 'maybe'\n"
+           "safealign.warm: ran in a fork of the warm server (pid 3): exit 1\n")
+    assert failure_reason(log) == "ValueError: xstest source d.csv: row 2 label must be 'safe' or 'unsafe', got 'maybe'"
+    chained = ("Traceback (most recent call last):\n  File \"a\"\nKeyError: 'x'\n\nDuring handling of the above "
+               "exception, another exception occurred:\n\nTraceback (most recent call last):\n  File \"b\"\n"
+               "safealign.checks.ConfigError: 2 config problems:\nconfig.a: bad\nconfig.b: bad\n")
+    assert failure_reason(chained) == "ConfigError: 2 config problems:\nconfig.a: bad\nconfig.b: bad"
+    assert failure_reason("Killed\n") is None
+    assert report_failure("/no/such.log", 137) == (
+        "safealign: the job exited with status 137; its log /no/such.log says why")
+
+
 # ---------------------------------------------------------------- the same through Snakemake
 
 COPY = ("workflow", "rules", "envs", "config", "src")
@@ -335,7 +535,7 @@ def test_snakemake_nested_cli_form_reaches_the_training_job(project):
         assert "--config 'training={beta: 0.2}'" in " ".join((REPO / doc).read_text().split()), doc
     run = snakemake_n(project, "-p", "--config", "training={beta: 0.2}")
     assert run.returncode == 0, run.stderr[-3000:]
-    train = [line for line in run.stdout.splitlines() if "safealign.train.run train" in line]
+    train = [line for line in run.stdout.splitlines() if "safealign.job train.run train" in line]
     dpo = [line for line in train if "safe_dpo-seed0" in line]
     assert dpo and all('"beta":0.2' in line for line in dpo), dpo
     assert any('"beta":0.1' in line for line in train if "safe_kto-seed0" in line)

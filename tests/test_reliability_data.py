@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import gzip
 import io
 import json
 import logging
@@ -143,6 +144,19 @@ DATA_CASES = [
          "yielded none with loader 'rtp', options {'seed': 0, 'challenging_only': True} "
          "(only rows with 'challenging' true are kept"),
     Case("bench-unsupported-suffix", "alert", "alert.xlsx", b"PK\x03\x04", "unsupported file type '.xlsx'"),
+    # -- issue 27: a repeated header column, another delimiter, a broken .gz
+    Case("pref-duplicate-header-csv", "preference", "pairs.csv",
+         _csv("a,q,no,yes,0,true,false,q again", header=PREF_COLUMNS + ",prompt"),
+         "the header has the column 'prompt' 2 times (a CSV reader keeps only the last one); rename or remove "
+         "the others"),
+    Case("bench-semicolon-xstest-csv", "xstest", "xstest.csv",
+         b"id;prompt;type;label;focus;note\n1;q;homonyms;safe;;\n",
+         "the header is one column 'id;prompt;type;label;focus;note': the file is semicolon-separated, and CSV "
+         "files are read comma-separated; re-save it with commas"),
+    Case("pref-truncated-gz", "preference", "pairs.jsonl.gz", gzip.compress(_jsonl(_pair(1), _pair(2)))[:30],
+         "the .gz file is cut short (truncated); download or compress it again, or give the uncompressed file"),
+    Case("bench-not-gzip", "alert", "alert.jsonl.gz", _jsonl({"id": 1, "category": "c", "prompt": "q"}),
+         "the .gz file is not valid gzip (Not a gzipped file"),
 ]
 
 
@@ -297,8 +311,12 @@ def test_snakemake_data_rule_on_a_bad_file_fails_and_writes_nothing(default_conf
     run = _snakemake(work, "results/data/preference.jsonl", "--cores", "1", "--configfile", cfg)
     assert run.returncode != 0, run.stdout[-3000:]
     log = (work / "results" / "logs" / "preference_data.log").read_text()
-    assert ("preference_data source data/pairs.csv: row 2 field 'safer_response_id' must be 0 or 1 "
-            "(the index of the safer response), got 'first'") in log
+    reason = ("preference_data source data/pairs.csv: row 2 field 'safer_response_id' must be 0 or 1 "
+              "(the index of the safer response), got 'first'")
+    assert reason in log
+    # The job's stderr, which Snakemake shows on the console, has the same one-line reason.
+    assert (f"safealign: the job failed: ValueError: {reason}\n(the whole traceback: "
+            "results/logs/preference_data.log)") in run.stderr, run.stderr[-3000:]
     data_dir = work / "results" / "data"
     assert not data_dir.exists() or not any(data_dir.iterdir())
 
@@ -423,7 +441,7 @@ def test_shell_commands_quote_every_config_string(default_config, tmp_path):
     items = "caps dir/items $(touch PWNED) `id`.jsonl"
     (work / "caps dir").mkdir()
     (work / items).write_text('{"task": "world_math", "question": "1+1", "answer": "2"}\n')
-    config["capability"]["source"] = {"path": items}
+    config["capability"].update(source={"path": items}, tasks=["world_math"])  # the items' only task
     cfg = _write_config(work, config)
     dry = _snakemake(work, "-n", "-p", "--configfile", cfg)
     assert dry.returncode == 0, dry.stderr[-3000:]

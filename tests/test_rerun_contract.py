@@ -280,7 +280,8 @@ def test_shell_commands_and_offline_do_not_depend_on_the_config(monkeypatch):
     from safealign import cli
 
     assert Dag.shell("judge run", "--params {params.cfg:q}", python="{params.python:q}") == (
-        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.job judge run --params {params.cfg:q} > {log} 2>&1")
+        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.job judge run --params {params.cfg:q} > {log} 2>&1"
+        " || (s=$?; {params.python:q} -m safealign.cli failed {log} $s)")
     for offline, flag in ((True, "1"), (False, "0")):
         for key in cli.OFFLINE_ENV:
             monkeypatch.delenv(key, raising=False)

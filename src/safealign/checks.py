@@ -116,19 +116,29 @@ def check_training_keys(config: dict[str, Any]) -> None:
         _err("\n".join(lines))
 
 
-def warn_deviations(config: dict[str, Any]) -> None:
-    """One stderr line per documented TRL 1.16 vs 0.11 deviation the configured methods depend on."""
-    hits: dict[str, tuple[str, list[str]]] = {}
+def deviation_warnings(config: dict[str, Any], root: str | Path = ".") -> list[str]:
+    """One line per documented TRL 1.16 vs 0.11 deviation that a method still to be trained depends
+    on (its ``results/models/<model>/<variant>/train.json`` is not under ``root`` yet), saying what
+    differs and how to leave the method out. Nothing once every such variant is trained."""
+    from .dag import R
+
+    hits: dict[str, tuple[str, dict[str, int]]] = {}
     for v in variants(config):
-        if v.method:
-            for d in deviations(v.settings):
-                names = hits.setdefault(d.name, (d.text, []))[1]
-                if v.method not in names:
-                    names.append(v.method)
-    for name, (text, names) in hits.items():
-        verb = "depends" if len(names) == 1 else "depend"
-        print(f"safealign: WARNING {', '.join(f'config.methods.{n}' for n in names)} {verb} on a documented "
-              f"deviation from the paper's TRL 0.11 ({name}): {text} (docs/configuration.md, Methods)", file=sys.stderr)
+        if not v.method or (Path(root) / R / "models" / v.model / v.name / "train.json").exists():
+            continue
+        for d in deviations(v.settings):
+            counts = hits.setdefault(d.name, (d.text, {}))[1]
+            counts[v.method] = counts.get(v.method, 0) + 1
+    out = []
+    for name, (text, counts) in hits.items():
+        n = sum(counts.values())
+        methods = ", ".join(f"config.methods.{m}" for m in counts)
+        off = ", ".join(f"{m}: {{enabled: false}}" for m in counts)
+        out.append(f"safealign: NOTE {methods} ({n} variant{'s' if n > 1 else ''} to train) "
+                   f"{'uses' if len(counts) == 1 else 'use'} TRL 1.16's loss, which deviates from the "
+                   f"paper's TRL 0.11 ({name}): {text}. Its figures may differ from the paper's; to leave "
+                   f"it out: --config 'methods={{{off}}}' (docs/configuration.md, Methods)")
+    return out
 
 
 def local_paths(config: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -171,10 +181,14 @@ def check_local_paths(config: dict[str, Any]) -> None:
         _err("\n".join(lines))
 
 
-def check_config(config: dict[str, Any]) -> None:
-    for key in unpinned(config):
-        print(f"safealign: WARNING {key} is not a commit sha; pin it for reproducible results",
-              file=sys.stderr)
+def check_config(config: dict[str, Any], warn: bool = True) -> None:
+    """Raise :class:`ConfigError` for the first semantic problem; with ``warn``, print the warnings
+    (rules/common.smk passes False where Snakemake re-parses the workflow to run one job, so a run
+    warns once)."""
+    if warn:
+        for key in unpinned(config):
+            print(f"safealign: WARNING {key} is not a commit sha; pin it for reproducible results",
+                  file=sys.stderr)
     for name, spec in config["models"].items():
         if not any(k in spec for k in ("world", "hub", "path", "package")):
             _err(f"config.models.{name} needs one of 'world', 'hub' (with 'revision'), 'path' or 'package'")
@@ -205,7 +219,8 @@ def check_config(config: dict[str, Any]) -> None:
                     _err(f"config.methods.{name}.label_smoothing must be in [0, 0.5) for robust, got {v}")
     check_training_keys(config)
     check_local_paths(config)
-    warn_deviations(config)
+    for line in deviation_warnings(config) if warn else []:
+        print(line, file=sys.stderr)
     for v in variants(config):
         if v.method and v.settings.get("peft") == "qlora" and "world" in config["models"][v.model]:
             where = _written_in(config, v.model, v.method, "peft")
@@ -256,7 +271,7 @@ def check_config(config: dict[str, Any]) -> None:
     if on_policy and not (on_policy.get("refusal_system_prompt") or on_policy.get("refusal_prefix")):
         _err("config.preference_data.on_policy needs refusal_system_prompt or refusal_prefix (or both): "
              "without either, the refusal arm is the plain arm")
-    if not global_parts(config):
+    if warn and not global_parts(config):
         print("safealign: WARNING no config.benchmarks.<name>.global_safety is true: "
               "no global safety score is computed", file=sys.stderr)
     report_errors = check_report_config(config)
@@ -284,7 +299,7 @@ def check_config(config: dict[str, Any]) -> None:
     gen = config["generation"]
     if gen["backend"] == "vllm" and not gen.get("vllm_python"):
         pass  # on the cluster the vllm conda env provides `python`
-    _check_serving(config)
+    _check_serving(config, warn)
 
 
 def train_gpus(config: dict[str, Any], model: str) -> int:
@@ -295,7 +310,7 @@ def train_gpus(config: dict[str, Any], model: str) -> int:
     return int(merged.get("gpu", 0) or 0)
 
 
-def _check_serving(config: dict[str, Any]) -> None:
+def _check_serving(config: dict[str, Any], warn: bool = True) -> None:
     """Every variant can be served as configured (safealign.generate.serving)."""
     from .generate.serving import SERVING_KEYS, ServingError, print_warnings, serving_plan
 
@@ -309,4 +324,5 @@ def _check_serving(config: dict[str, Any]) -> None:
             serving_plan(config, v.model, v.settings)
         except ServingError as exc:
             _err(str(exc))
-    print_warnings(config)
+    if warn:
+        print_warnings(config)

@@ -179,3 +179,51 @@ def export_source_path(src: str) -> None:
     (called by rules/common.smk; jobs inherit the environment, Slurm jobs re-parse the workflow)."""
     current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
     os.environ["PYTHONPATH"] = os.pathsep.join([src, *current])
+
+
+# ---------------------------------------------------------------- a failed job's reason, on the console
+# Every rule's shell command sends the job's output to its log (safealign.dag.Dag.shell); when the
+# job fails, `python -m safealign.cli failed LOG STATUS` prints the reason read back from that log
+# to the job's stderr, which Snakemake shows on the console next to "check log file(s)".
+WARM_PREFIX = "safealign.warm: "  # the warm client's own lines (safealign._warm_client)
+REASON_LINES = 6  # at most this many lines of a multi-line message reach the console
+
+
+def failure_reason(log_text: str) -> str | None:
+    """The message of the last traceback in a job's log (``ValueError: <file>: row 2 ...``,
+    without the exception's module), or None if the log holds no traceback."""
+    lines = log_text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last):")]
+    if not starts:
+        return None
+    out: list[str] = []
+    for line in lines[starts[-1] + 1:]:
+        if not out:
+            if line.startswith(" ") or not line.strip():
+                continue  # a frame of the traceback
+            out.append(line.split(".")[-1] if ": " not in line else
+                       line.split(": ", 1)[0].rsplit(".", 1)[-1] + ": " + line.split(": ", 1)[1])
+        elif line.startswith(WARM_PREFIX) or not line.strip() or len(out) >= REASON_LINES:
+            break
+        else:
+            out.append(line)
+    return "\n".join(out) or None
+
+
+def report_failure(log: str, status: int) -> str:
+    """The console lines of a job that exited with ``status``: its reason and where its log is."""
+    try:
+        text = open(log, encoding="utf-8", errors="replace").read()
+    except OSError:
+        text = ""
+    reason = failure_reason(text)
+    if reason is None:
+        return f"safealign: the job exited with status {status}; its log {log} says why"
+    return f"safealign: the job failed: {reason}\n(the whole traceback: {log})"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "failed":
+        print(report_failure(sys.argv[2], int(sys.argv[3])), file=sys.stderr)
+        sys.exit(int(sys.argv[3]) or 1)
+    sys.exit("usage: python -m safealign.cli failed LOG STATUS")

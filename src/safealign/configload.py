@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 import yaml
 
 from .checks import ConfigError, coerce_cli_scalars
-from .grid import SWEEPABLE, variants
+from .grid import RESERVED_NAMES, SWEEPABLE, variants
 from .train import trl_fields
 from .train.methods import MAPPED, REJECTED, TRAINERS, WORKFLOW_KEYS, key_problems
 
@@ -71,16 +72,18 @@ def _listing(values: Iterable[Any], limit: int = 40) -> str:
 # ---------------------------------------------------------------- duplicate YAML keys
 
 
-def duplicate_keys(path: str | Path) -> list[str]:
-    """One line per key written twice in the same mapping of a YAML/JSON config file.
+def duplicate_keys(path: str | Path, root: yaml.Node | None = None) -> list[str]:
+    """One line per key written twice in the same mapping of a YAML/JSON config file (``root``:
+    its composed node tree, when the caller has it).
 
     Snakemake's loader keeps the last of two equal keys silently; this walks the composed YAML
     node tree (line numbers are 1-based) so the first one is not lost without a word.
     """
-    try:
-        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=YAML_LOADER)
-    except (OSError, yaml.YAMLError):
-        return []  # Snakemake reports unreadable files itself
+    if root is None:
+        try:
+            root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=YAML_LOADER)
+        except (OSError, yaml.YAMLError):
+            return []  # file_problems names unreadable files
     out: list[str] = []
 
     def walk(node: yaml.Node, parts: list[Any]) -> None:
@@ -101,6 +104,98 @@ def duplicate_keys(path: str | Path) -> list[str]:
     if root is not None:
         walk(root, [])
     return out
+
+
+# ---------------------------------------------------------------- names and empty mappings
+
+NAMED = ("methods", "models", "benchmarks", "judges")
+
+
+def reserved_name_problems(config: dict[str, Any]) -> list[str]:
+    """One line per method, model, benchmark or judge named like a name the workflow reserves
+    (:data:`safealign.grid.RESERVED_NAMES`), with what that name means."""
+    out = []
+    for kind in NAMED:
+        for name in config.get(kind) or {}:
+            if name in RESERVED_NAMES:
+                out.append(f"config.{kind}.{name}: the name {name!r} is reserved: it is "
+                           f"{RESERVED_NAMES[name]}; rename it (reserved: {', '.join(RESERVED_NAMES)})")
+    return out
+
+
+# `methods: {}` as YAML or JSON writes it (a quick test before parsing the files).
+EMPTY_METHODS = re.compile(r"""["']?methods["']?\s*:\s*\{\s*\}""")
+
+
+def emptied_methods(config: dict[str, Any], configfiles: Iterable[str | Path]) -> bool:
+    """Apply an explicit ``methods: {}`` and say whether there was one.
+
+    Config files merge into the earlier ones, so an empty mapping would leave every method of
+    ``config/config.yaml`` in place; written in the last config file that sets ``methods``, it
+    means "no methods" (the grid is the base models alone): every method the files before it
+    wrote is dropped. A method ``--config`` adds under a name no earlier file used is kept.
+    """
+    texts = []
+    for f in configfiles:
+        try:
+            texts.append(Path(f).read_text(encoding="utf-8"))
+        except OSError:
+            continue
+    if not any(EMPTY_METHODS.search(t) for t in texts):
+        return False  # the common case, without parsing every file again
+    written: list[set[str] | None] = []  # per file setting methods: its names, None for {}
+    for text in texts:
+        try:
+            doc = yaml.load(text, Loader=YAML_LOADER)
+        except yaml.YAMLError:
+            continue
+        methods = doc.get("methods") if isinstance(doc, dict) else None
+        if isinstance(methods, dict):
+            written.append(set(methods) if methods else None)
+    if None not in written:
+        return False
+    last = len(written) - 1 - written[::-1].index(None)
+    before = set().union(*(w for w in written[:last] if w))
+    after = set().union(*(w for w in written[last + 1:] if w))
+    if isinstance(config.get("methods"), dict):
+        for name in before - after:
+            config["methods"].pop(name, None)
+    return True
+
+
+def file_problems(path: str | Path) -> list[str]:
+    """One line for a config file that cannot be read as YAML (a missing file; a syntax error with
+    its line, column and what to do), else one line per key written twice (:func:`duplicate_keys`).
+
+    Snakemake reads ``--configfile`` itself before the workflow starts, and says only "Config file
+    is not valid JSON or YAML" or prints a traceback for a missing file; ``python -m
+    safealign.configload FILE...`` prints these lines for the same files."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [f"{path}: no such config file (paths are relative to the working directory; "
+                "--configfile takes every later word as a file, so put targets before it)"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path}: cannot be read ({exc})"]
+    try:
+        root = yaml.compose(text, Loader=YAML_LOADER)  # syntax errors surface here
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        lines = text.splitlines()
+        at = lines[mark.line] if mark and mark.line < len(lines) else ""
+        hint = ""
+        if "\t" in at:
+            hint = " (a tab: indent YAML with spaces only)"
+        elif "flow" in (context or ""):
+            hint = " (an unclosed [ or { before this point?)"
+        cmark = getattr(exc, "context_mark", None)
+        if context and cmark is not None and mark is not None and cmark.line != mark.line:
+            context += f" that starts on line {cmark.line + 1}"
+        return [f"{where}: not valid YAML: {problem}{f' {context}' if context else ''}{hint}"]
+    return duplicate_keys(path, root)
 
 
 # ---------------------------------------------------------------- sources and model refs
@@ -466,6 +561,191 @@ def library_problems(config: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+# ---------------------------------------------------------------- seeds, tasks and hub ids
+
+# The seeds every library a job seeds accepts: transformers.set_seed calls numpy's
+# np.random.seed, which takes [0, 2**32 - 1] only (torch.manual_seed takes more).
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def seed_problems(config: dict[str, Any]) -> list[str]:
+    """One line per ``seed`` / ``seeds`` value anywhere in the config outside :data:`SEED_RANGE`."""
+    lo, hi = SEED_RANGE
+    out = []
+
+    def walk(node: Any, parts: list[Any]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "seed" and isinstance(v, int) and not isinstance(v, bool):
+                    check(v, [*parts, k])
+                elif k == "seeds" and isinstance(v, list):
+                    for i, x in enumerate(v):
+                        if isinstance(x, int) and not isinstance(x, bool):
+                            check(x, [*parts, k, i])
+                else:
+                    walk(v, [*parts, k])
+
+    def check(value: int, parts: list[Any]) -> None:
+        if not lo <= value <= hi:
+            out.append(f"{dotted(parts)}: the seed {value} is outside [{lo}, {hi}], the range "
+                       "numpy's np.random.seed (called by transformers.set_seed) accepts; pick a seed in it")
+
+    walk(config, [])
+    return out
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "safealign"
+
+
+def lm_eval_builtin_tasks() -> set[str]:
+    """Every task, group and tag name of the installed lm-eval's own registry.
+
+    Indexing the registry (``TaskManager()``) takes about 11 s, so the names are kept per lm-eval
+    version in the user's cache (``~/.cache/safealign``) and indexed again only when lm-eval
+    changes."""
+    import importlib.metadata
+
+    import lm_eval
+
+    tasks_dir = Path(lm_eval.__file__).parent / "tasks"
+    key = f"{importlib.metadata.version('lm_eval')}-{int(tasks_dir.stat().st_mtime)}"
+    cache = _user_cache() / f"lm_eval_tasks-{key}.json"
+    try:
+        return set(json.loads(cache.read_text()))
+    except (OSError, ValueError):
+        pass
+    from lm_eval.tasks import TaskManager
+
+    names = sorted(TaskManager().all_tasks)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(names))
+        tmp.replace(cache)
+    except OSError:  # a read-only home: index again next time
+        pass
+    return set(names)
+
+
+def _item_tasks(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue  # the capability job names a bad line with its number
+        if isinstance(row, dict) and isinstance(row.get("task"), str):
+            names.add(row["task"])
+    return names
+
+
+def capability_task_problems(config: dict[str, Any]) -> list[str]:
+    """``capability.tasks`` names lm-eval cannot run: with a ``world`` source, the world's tasks;
+    with a ``path`` source, the task names of its items (lm-eval runs only those,
+    ``include_defaults=False``); without a source, lm-eval's own registry."""
+    cap = config.get("capability") or {}
+    tasks = [t for t in cap.get("tasks") or [] if isinstance(t, str)]
+    source = cap.get("source") or {}
+    if not tasks or "hub" in source:
+        return []
+    if "world" in source:
+        from .world.data import WORLD_CAPABILITY_TASKS
+
+        known, origin = set(WORLD_CAPABILITY_TASKS), "the tiny world's capability tasks"
+    elif "path" in source:
+        path = Path(str(source["path"])).expanduser()
+        if not path.is_file():
+            return []  # checks.check_local_paths names it
+        known, origin = _item_tasks(path), f"the 'task' names in {source['path']}"
+    else:
+        try:
+            import lm_eval  # noqa: F401
+        except ImportError:
+            return []  # the capability job runs in its own environment (envs/)
+        known, origin = lm_eval_builtin_tasks(), "the installed lm-eval's task registry"
+    out = []
+    for i, task in enumerate(tasks):
+        if task not in known:
+            out.append(f"config.capability.tasks[{i}]: {task!r} is not a task of {origin}"
+                       f"{_suggest(task, known)}; "
+                       + (f"allowed: {_listing(sorted(known))}" if len(known) <= 40 else
+                          "list them with `lm_eval --tasks list`"))
+    return out
+
+
+def _cached_revision(repo: str, revision: str | None, repo_type: str) -> bool:
+    """Whether the local hub cache holds ``repo`` at ``revision`` (a commit, branch or tag)."""
+    import huggingface_hub.constants as hub_constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    folder = Path(hub_constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type=repo_type)
+    if revision is None:
+        return (folder / "snapshots").is_dir() and any((folder / "snapshots").iterdir())
+    ref = folder / "refs" / revision
+    commit = ref.read_text().strip() if ref.is_file() else revision
+    return (folder / "snapshots" / commit).is_dir()
+
+
+def _datasets_cached(repo: str) -> bool:
+    """Whether the datasets library's own cache holds a prepared copy of ``repo``."""
+    home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    root = Path(os.environ.get("HF_DATASETS_CACHE") or Path(home) / "datasets")
+    return (root / repo.replace("/", "___")).is_dir()
+
+
+def offline(config: dict[str, Any]) -> bool:
+    """Whether config.offline is true and the environment does not turn it off (an HF_HUB_OFFLINE
+    already set wins, cli.export_offline)."""
+    value = os.environ.get("HF_HUB_OFFLINE")
+    env_online = value is not None and value.strip().lower() in ("0", "false", "no", "off", "")
+    return bool(config.get("offline", True)) and not env_online
+
+
+def hub_problems(config: dict[str, Any]) -> list[str]:
+    """Hub ids the hub client rejects, and, offline, hub models and datasets not in the local cache."""
+    hub_refs = [(parts, ref) for parts, ref in _refs(config) if isinstance(ref.get("hub"), str)]
+    if not hub_refs:
+        return []  # importing the hub client costs about 0.3 s of every parse
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    out = []
+    is_offline = offline(config)
+    for parts, ref in hub_refs:
+        repo = ref["hub"]
+        at = dotted([*parts, "hub"])
+        try:
+            validate_repo_id(repo)
+        except HFValidationError as exc:
+            why = str(exc).split(" Use `repo_type`")[0].rstrip(".")
+            out.append(f"{at}: {repo!r} is not a hub id the hub client accepts ({why}); "
+                       "write it as <owner>/<name>, e.g. meta-llama/Llama-Guard-3-1B")
+            continue
+        if not is_offline:
+            continue
+        revision = ref.get("revision")
+        is_model = parts[0] in ("models", "judges")
+        if is_model:
+            from huggingface_hub import try_to_load_from_cache
+
+            try:
+                found = isinstance(try_to_load_from_cache(repo, ref.get("gguf_file") or "config.json",
+                                                          revision=revision), str)
+            except Exception:  # noqa: BLE001 - an unreadable cache holds nothing we can use
+                found = False
+        else:
+            found = _cached_revision(repo, revision, "dataset") or _datasets_cached(repo)
+        if not found:
+            kind = "model" if is_model else "dataset"
+            flags = " --repo-type dataset" if not is_model else ""
+            rev = f" --revision {revision}" if revision else ""
+            out.append(f"{at}: the hub {kind} {repo!r}{f' at revision {revision}' if revision else ''} is not "
+                       "in the local Hugging Face cache, and config.offline is true (the jobs read only the "
+                       f"cache); download it first (`hf download {repo}{flags}{rev}`) or set "
+                       "offline: false")
+    return out
+
+
 # ---------------------------------------------------------------- the whole path
 
 
@@ -483,17 +763,36 @@ def load_config(config: dict[str, Any], configfiles: Iterable[str | Path] = (),
     filled in (Snakemake's own ``validate``) and ``config`` is returned.
     """
     schema = yaml.load(Path(schema_path).read_text(), Loader=YAML_LOADER)
-    problems = [line for f in dict.fromkeys(map(str, configfiles)) for line in duplicate_keys(f)]
+    problems = [line for f in dict.fromkeys(map(str, configfiles)) for line in file_problems(f)]
+    emptied_methods(config, configfiles)
     coerce_cli_scalars(config)
     both = resolve_removals(config)
     # A ref with two of world/path/hub also fails the schema's oneOf: the line above says more.
     refs = tuple(f"{ref}{key}:" for ref in (line.split(": ", 1)[0] for line in both)
                  for key in ("", *(f".{k}" for k in REMOVABLE)))
     problems += both + [line for line in schema_problems(config, schema) if not line.startswith(refs) or not refs]
-    problems += training_key_problems(config, schema)
+    problems += training_key_problems(config, schema) + reserved_name_problems(config)
+    default = (Path(schema_path).resolve().parents[2] / "config" / "config.yaml").resolve()
+    files = [Path(f).resolve() for f in configfiles]
+    if files and default not in files and any(p.startswith("config: missing required key") for p in problems):
+        problems.append(f"config: --configfile replaces the default config/config.yaml instead of adding to "
+                        f"it, and {', '.join(str(f) for f in configfiles)} is not a complete config: give the "
+                        "default first (`--configfile config/config.yaml <overlay.yaml>`) or a complete "
+                        "config such as config/paper.yaml")
     _raise(list(dict.fromkeys(problems)))
     from snakemake.utils import validate
 
     validate(config, str(schema_path))  # fills the defaults (valid by now)
-    _raise(library_problems(config))
+    _raise(library_problems(config) + seed_problems(config) + hub_problems(config)
+           + capability_task_problems(config))
     return config
+
+
+if __name__ == "__main__":
+    import sys
+
+    lines = [line for f in sys.argv[1:] for line in file_problems(f)] if len(sys.argv) > 1 else [
+        "usage: python -m safealign.configload CONFIGFILE..."]
+    for line in lines:
+        print(line, file=sys.stderr)
+    sys.exit(1 if lines else 0)

@@ -126,7 +126,9 @@ class Dag:
     @staticmethod
     def shell(module: str, args: str, python: str = "python") -> str:
         """Every rule's shell command: ``OMP_NUM_THREADS={threads} <python> -m safealign.job <module>
-        <args> > {log} 2>&1`` (``python``: a Snakemake placeholder such as ``{params.python:q}``).
+        <args> > {log} 2>&1`` (``python``: a Snakemake placeholder such as ``{params.python:q}``);
+        if the job fails, ``safealign.cli failed`` prints its reason from the log to the job's
+        stderr (the console) and the command keeps the job's exit status.
 
         :mod:`safealign.job` runs ``python -m safealign.<module> <args>`` in a fork of the local warm
         server where one accepts this interpreter and environment, else in the job's own process (on
@@ -135,7 +137,8 @@ class Dag:
         A function of its arguments only, never of the config: Snakemake reruns a job whose rule's
         shell command text changed (rerun trigger ``code``). So config.offline is not in it but in
         the environment the jobs inherit (:func:`safealign.cli.export_offline`)."""
-        return f"OMP_NUM_THREADS={{threads}} {python} -m safealign.job {module} {args} > {{log}} 2>&1"
+        return (f"OMP_NUM_THREADS={{threads}} {python} -m safealign.job {module} {args} > {{log}} 2>&1"
+                f" || (s=$?; {python} -m safealign.cli failed {{log}} $s)")
 
     def variant(self, wildcards: Any) -> grid.Variant:
         return self.variants[(wildcards.model, wildcards.variant)]

@@ -19,6 +19,18 @@ from typing import Any
 from .train.methods import default_beta
 
 BASE = "base"
+# The pseudo-benchmark that carries the global safety score (metrics, report); not a config name.
+GLOBAL = "global"
+# Every name the workflow itself gives a meaning to, with that meaning. None may name a method,
+# model, benchmark or judge (configload.reserved_name_problems): a method `base` would be a
+# second reference with the role "base", a benchmark `global` would be read as the global score.
+RESERVED_NAMES = {
+    BASE: "the untrained variant of every model (results/models/<model>/base) and the reference "
+          "role of every comparison with it",
+    GLOBAL: "the pseudo-benchmark of the global safety score (report.headline, the metrics tables)",
+    "ref_logps": "the folder of a model's shared reference log-probs (results/models/<model>/ref_logps)",
+    "meta": "the generation job's meta.json beside each <benchmark>.jsonl (results/generations/<model>/<variant>)",
+}
 # Method keys that may be given as a list to sweep (each value becomes its own grid cell).
 SWEEPABLE = ("beta", "learning_rate", "label_smoothing", "num_train_epochs", "lora_r")
 # Training keys that change how a job runs, not what it computes. They stay out of the train rule's

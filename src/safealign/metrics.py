@@ -44,6 +44,7 @@ from typing import Any
 from . import io, stats
 from .chat import check_same_template
 from .cli import parser, setup
+from .grid import GLOBAL  # the pseudo-benchmark of the global score (a reserved name)
 from .judge.agreement import binary_kappa, cohen_kappa, judge_disagreements, safe_pairs
 from .specs import MetricsSpec
 
@@ -56,8 +57,11 @@ OUTCOME_COLUMNS = ["model", "variant", "benchmark", "judge", "metric", "group", 
                    "sum", "count", "paired"]
 # Units: (prompt id, summed outcome, number of scored responses of that prompt).
 Units = list[tuple[str, float, float]]
-# The pseudo-benchmark that carries the global score; it is not a config.benchmarks name.
-GLOBAL = "global"
+
+
+# Metrics that are not shares in [0, 1]: counts, and Cohen's kappa in [-1, 1]. Every other metric
+# (and every figure of config.report.paper_reference compared with one) is a share.
+NOT_SHARES = ("category_line_flagged", "parse_failures", "judge_kappa")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 from . import io
 from .cli import parser, setup
 from .grid import BASE
-from .metrics import GLOBAL, METRICS
+from .metrics import GLOBAL, METRICS, NOT_SHARES
 from .specs import ReportSpec
 
 # ---------------------------------------------------------------- what the report shows (from config)
@@ -119,6 +119,12 @@ def check_report_config(config: dict[str, Any]) -> list[str]:
         if e.get("compare", "none") not in REFERENCE_COMPARE:
             errors.append(f"config.report.paper_reference[{i}].compare must be one of "
                           f"{list(REFERENCE_COMPARE)}, got {e.get('compare')!r}")
+        value = e.get("value")
+        if (isinstance(value, (int, float)) and e.get("metric") not in NOT_SHARES
+                and not 0 <= value <= 1):
+            errors.append(f"config.report.paper_reference[{i}].value must be a share in [0, 1] like every "
+                          f"score of the report, not per cent: got {value}, write {value / 100:g} for "
+                          f"{value:g} %")
     return errors
 
 

@@ -111,8 +111,14 @@ def _decode(path: Path, where: str) -> str:
     data = path.read_bytes()
     if path.suffix.lower() == ".gz":  # e.g. HH-RLHF's .jsonl.gz as published
         import gzip
+        import zlib
 
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            what = "is cut short (truncated)" if isinstance(exc, EOFError) else f"is not valid gzip ({exc})"
+            raise ValueError(f"{where}: the .gz file {what}; download or compress it again, or give the "
+                             "uncompressed file (without .gz)") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -153,11 +159,30 @@ def _read_json(path: Path, where: str) -> list[tuple[int, dict]]:
     return list(enumerate(data, start=1))
 
 
+# Delimiters a spreadsheet may write instead of a comma (locales with a decimal comma use ';').
+CSV_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
 def _read_csv(path: Path, where: str) -> list[tuple[int, dict]]:
     # csv (not pandas) so every cell stays a string and ids never turn into floats.
     reader = csv.DictReader(io.StringIO(_decode(path, where), newline=""))
     if not reader.fieldnames:
         raise ValueError(f"{where}: empty CSV (no header)")
+    header = list(reader.fieldnames)
+    if len(header) == 1:
+        for sep, name in CSV_OTHER_DELIMITERS.items():
+            if sep in header[0]:
+                raise ValueError(
+                    f"{where}: the header is one column {header[0][:80]!r}: the file is "
+                    f"{name}-separated, and CSV files are read comma-separated; re-save it with commas "
+                    "(or as .jsonl)"
+                )
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise ValueError(
+            f"{where}: the header has the column {repeated[0]!r} {header.count(repeated[0])} times "
+            "(a CSV reader keeps only the last one); rename or remove the others"
+        )
     rows = []
     for i, row in enumerate(reader, start=1):
         if None in row:

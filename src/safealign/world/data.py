@@ -367,18 +367,23 @@ def rtp_rows(p: WorldParams) -> list[dict[str, Any]]:
     return rows
 
 
+# The lm-eval tasks of the tiny world's capability items (capability.source: {world: capability}).
+WORLD_CAPABILITY_TASKS = ("world_math", "world_qa")
+
+
 def capability_items(p: WorldParams) -> list[dict[str, Any]]:
+    math, qa = WORLD_CAPABILITY_TASKS
     items = []
     for a in range(10):
         for b in range(10):
             if (a * 10 + b) % 3:
                 continue
             for t in MATH_EVAL_TEMPLATES:
-                items.append({"id": f"math-{len(items):04d}", "task": "world_math",
+                items.append({"id": f"math-{len(items):04d}", "task": math,
                               "question": t.format(a=a, b=b), "answer": str(a + b)})
     for thing, color in QA_FACTS.items():
         for t in QA_EVAL_TEMPLATES:
-            items.append({"id": f"qa-{len(items):04d}", "task": "world_qa",
+            items.append({"id": f"qa-{len(items):04d}", "task": qa,
                           "question": t.format(x=thing), "answer": color})
     return items
 
