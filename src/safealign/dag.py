@@ -71,6 +71,7 @@ REPORT_KEYS = ("title", "headline", "paper_reference")  # config.report (the rep
 # config_sha256 aside, which records the whole config). Dotted paths, `*` for any name.
 NOT_EXPERIMENT_SETTINGS = (
     "offline",  # hub access, not a result: in the jobs' environment (cli.export_offline)
+    "hub_lock",  # read at parse time: its commits reach params as the refs' revisions (prefetch.apply_lock)
     "resources", "models.*.resources", "judges.*.resources",  # where and how long a job runs
     "generation.vllm_python",  # which interpreter runs vLLM
     "judges.*.min_validation_accuracy",  # a gate on the judge, passed to validate_judge untracked
