@@ -49,6 +49,7 @@ WORLD_MODEL_KEYS = ("seed", "vocab_size", "validation_share", "architecture", "t
 MODEL_REF_KEYS = ("hub", "revision", "path", "gguf_file")  # config.models.<m>
 JUDGE_KEYS = (
     "type", "batch_size", "max_length", "max_new_tokens", "top_logprobs", "threshold", "toxic_label", "model",
+    "max_model_len",
 )  # config.judges.<j>
 PREFERENCE_KEYS = ("source", "schema", "max_pairs", "seed", "single_turn_only", "on_policy")
 ONPOLICY_KIND_KEYS = ("source", "n_per_category", "n", "max_prompt_chars", "seed")  # on_policy.<kind>
