@@ -193,3 +193,31 @@ def test_verdict_kept_when_max_new_tokens_cuts_the_categories(blank_line_judge):
         label = row["verdict"].split()[0]
         assert (j["verdict"], j["parse_ok"]) == (label, True), (row, j)
         assert j["categories_ok"] is (label == "safe"), (row, j)
+
+
+def test_vllm_max_model_len_is_the_configured_one_capped_at_the_model(blank_line_judge, monkeypatch):
+    """judges.<name>.max_model_len reaches the vLLM settings of the judge's generation, capped at
+    the model's own context (vLLM refuses more); the transformers backend gets none."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from safealign.judge import llama_guard
+
+    ref, rows = blank_line_judge["ref"], blank_line_judge["rows"][:2]
+    own = json.loads((Path(ref["path"]) / "config.json").read_text())["max_position_embeddings"]
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    default = schema["properties"]["judges"]["additionalProperties"]["properties"]["max_model_len"]["default"]
+    seen = []
+
+    def fake_generate(model_ref, adapter, prompts, gen, backend):
+        seen.append((backend, dict(gen)))
+        return [{"text": "safe", "finished": True, "token_ids": [], "logprobs": []} for _ in prompts]
+
+    monkeypatch.setattr(llama_guard, "generate_texts", fake_generate)
+    for configured, want in ((own - 1, own - 1), (own + 1, own), (None, own), (default, min(default, own))):
+        llama_guard.judge(ref, rows, {"backend": "vllm", "max_model_len": configured})
+        assert seen[-1] == ("vllm", {**seen[-1][1], "max_model_len": want}), configured
+    llama_guard.judge(ref, rows, {"backend": "transformers"})
+    assert "max_model_len" not in seen[-1][1]

@@ -63,10 +63,11 @@ GPU_LAYER = {
     "resources": {"world_model": {"gpu": 1, "cpus_per_gpu": 1, "slurm_partition": "gpu"},
                   # Two GPUs per training job: one Slurm task, two data-parallel ranks (gloo on CPU).
                   "train": {"gpu": TRAIN_GPUS, "cpus_per_gpu": 1}},
-    # The two model-based judges (routed to the GPU partition by the profile) get a GPU; the
-    # refusal judge stays a CPU job.
-    "judges": {j: {"resources": {"judge": {"gpu": 1, "cpus_per_gpu": 1}}}
-               for j in ("llama_guard", "toxicity")},
+    # The two model-based judges get a GPU (judge_llama_guard is routed to the GPU partition by
+    # the profile, judge_toxicity, a CPU job in the paper grid, by this layer); the refusal judge
+    # stays a CPU job.
+    "judges": {"llama_guard": {"resources": {"judge": {"gpu": 1, "cpus_per_gpu": 1}}},
+               "toxicity": {"resources": {"judge": {"gpu": 1, "cpus_per_gpu": 1, "slurm_partition": "gpu"}}}},
 }
 # A --configfile replaces the embedded default config, so it comes first (see smoke.yaml).
 CONFIGS = ["--configfile", "config/config.yaml", "tests/configs/smoke.yaml", "slurm-gpus.yaml"]
@@ -413,6 +414,23 @@ def test_profile_dry_run_routes_gpu_jobs():
         if job.gpus == 0:
             assert job.resources.get("slurm_partition") == "cpu", (job.rule, job.resources)
             assert job.resources.get("gpu_jobs", "0") == "0", (job.rule, job.resources)
+    # The per-rule GPU defaults of the config reach the jobs: the GPUs and GPU model each rule's
+    # resources name (none by default: any GPU of the partition, A100 or H100), the toxicity
+    # judge's CPUs.
+    from safealign.configload import load_config
+    from safealign.dag import Dag
+
+    cfg = load_config(yaml.safe_load(PAPER.read_text()), [PAPER], lock=False)
+    dag, families = Dag(cfg), rule_families()
+    for job in jobs:
+        if job.rule not in families and not job.rule.startswith("judge_"):
+            continue  # a local rule without resources (nltk_data)
+        family, judge = families.get(job.rule) or ("judge", job.rule.removeprefix("judge_"))
+        wildcards = SimpleNamespace(model=next(iter(cfg["models"])))
+        assert job.gpus == dag.resource(family, "gpu", wildcards, 1, judge), (job.rule, job.resources)
+        assert job.resources.get("gpu_model", "") == dag.resource(family, "gpu_model", wildcards, 1, judge)
+    toxicity = [job for job in jobs if job.rule == "judge_toxicity"]
+    assert toxicity and all(job.gpus == cfg["judges"]["toxicity"]["resources"]["judge"]["gpu"] for job in toxicity)
 
 
 # A job block's fields in a dry run, for the group request test: the first output/input lines and

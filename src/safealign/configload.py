@@ -756,11 +756,13 @@ def _raise(problems: list[str]) -> None:
 
 
 def load_config(config: dict[str, Any], configfiles: Iterable[str | Path] = (),
-                schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+                schema_path: str | Path = SCHEMA, lock: bool = True) -> dict[str, Any]:
     """Check and complete, in place, the config Snakemake merged from ``configfiles`` and --config.
 
     Raises :class:`ConfigError` with one line per problem; on success the schema's defaults are
-    filled in (Snakemake's own ``validate``) and ``config`` is returned.
+    filled in (Snakemake's own ``validate``), with ``lock``, each hub revision is replaced by its
+    commit from ``config.hub_lock`` (:func:`safealign.prefetch.apply_lock`), and ``config`` is
+    returned.
     """
     schema = yaml.load(Path(schema_path).read_text(), Loader=YAML_LOADER)
     problems = [line for f in dict.fromkeys(map(str, configfiles)) for line in file_problems(f)]
@@ -783,6 +785,10 @@ def load_config(config: dict[str, Any], configfiles: Iterable[str | Path] = (),
     from snakemake.utils import validate
 
     validate(config, str(schema_path))  # fills the defaults (valid by now)
+    if lock:
+        from .prefetch import apply_lock
+
+        _raise(apply_lock(config))
     _raise(library_problems(config) + seed_problems(config) + hub_problems(config)
            + capability_task_problems(config))
     return config

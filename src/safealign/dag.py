@@ -49,6 +49,7 @@ WORLD_MODEL_KEYS = ("seed", "vocab_size", "validation_share", "architecture", "t
 MODEL_REF_KEYS = ("hub", "revision", "path", "gguf_file")  # config.models.<m>
 JUDGE_KEYS = (
     "type", "batch_size", "max_length", "max_new_tokens", "top_logprobs", "threshold", "toxic_label", "model",
+    "max_model_len",
 )  # config.judges.<j>
 PREFERENCE_KEYS = ("source", "schema", "max_pairs", "seed", "single_turn_only", "on_policy")
 ONPOLICY_KIND_KEYS = ("source", "n_per_category", "n", "max_prompt_chars", "seed")  # on_policy.<kind>
@@ -71,6 +72,7 @@ REPORT_KEYS = ("title", "headline", "paper_reference")  # config.report (the rep
 # config_sha256 aside, which records the whole config). Dotted paths, `*` for any name.
 NOT_EXPERIMENT_SETTINGS = (
     "offline",  # hub access, not a result: in the jobs' environment (cli.export_offline)
+    "hub_lock",  # read at parse time: its commits reach params as the refs' revisions (prefetch.apply_lock)
     "resources", "models.*.resources", "judges.*.resources",  # where and how long a job runs
     "generation.vllm_python",  # which interpreter runs vLLM
     "judges.*.min_validation_accuracy",  # a gate on the judge, passed to validate_judge untracked

@@ -237,7 +237,8 @@ class GenerationSettings(Spec):
     dtype: str = opt("float32", "Weights dtype.")
     max_model_len: int | None = opt(None, "vLLM max_model_len (None = the model's).")
     kv_cache_gib: int | None = opt(None, "vLLM on CPU: KV-cache GiB (None = vllm_backend.DEFAULT_KV_CACHE_GIB).")
-    enforce_eager: bool = opt(True, "vLLM: eager mode (no graph compilation).")
+    enforce_eager: bool | None = opt(None, "vLLM: eager mode (no graph compilation); None: eager on CPU, CUDA "
+                                           "graphs on a GPU (generate.vllm_backend.eager).")
     first_token_logprobs: int = opt(0, "Top-k log-probs to return for the first generated token (0 = none).")
     logprobs: int = opt(0, "Top-k log-probs to return at every generated position (0 = none).")
     quantization: str | None = opt(None, "'4bit': the NF4 base (serving plan qlora_base nf4); None: unquantized.")
@@ -317,12 +318,16 @@ class JudgeSpec(Spec):
     toxic_label: str = opt("toxic", "Toxicity: the classifier's label name for toxic.")
     threshold: float = opt(0.5, "Toxicity: P(toxic) threshold of `toxic` (and `safe`).")
     max_length: int = opt(64, "Toxicity: max tokens scored.")
+    max_model_len: int | None = opt(8192, "Llama Guard with vLLM: context length (prompt + verdict), capped at the "
+                                          "model's own; None: the model's.")
 
     def __post_init__(self) -> None:
         self._check(self.type in JUDGE_TYPES, "type", f"one of {list(JUDGE_TYPES)}")
         self._check(self.type == "refusal" or isinstance(self.model, dict), "model", "a model reference")
         for key in ("max_new_tokens", "batch_size", "max_length"):
             self._check(_positive_int(getattr(self, key)), key, "an integer >= 1")
+        self._check(self.max_model_len is None or _positive_int(self.max_model_len), "max_model_len",
+                    "an integer >= 1 or null")
         self._check(_positive_int(self.top_logprobs) and self.top_logprobs >= 2, "top_logprobs", "an integer >= 2")
         self._check(0 <= self.threshold <= 1, "threshold", "in [0, 1]")
 
@@ -431,7 +436,8 @@ SCHEMA_FIELDS: dict[type[Spec], dict[str, str]] = {
     MergeSpec: {"dtype": "generation.dtype"},
     JudgeSpec: {"type": "judges.<name>.type", "backend": "generation.backend",
                 **{k: f"judges.<name>.{k}" for k in (
-                    "max_new_tokens", "top_logprobs", "batch_size", "toxic_label", "threshold", "max_length")}},
+                    "max_new_tokens", "top_logprobs", "batch_size", "toxic_label", "threshold", "max_length",
+                    "max_model_len")}},
     CapabilitySpec: {k: f"capability.{k}" for k in (
         "tasks", "num_fewshot", "limit", "batch_size", "apply_chat_template", "max_gen_toks", "device", "dtype")},
     ReportSpec: {k: f"report.{k}" for k in ("title", "headline", "paper_reference")},

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..chat import conversation, render, template_hash
 from ..generate import generate_texts
-from ..models import load_tokenizer
+from ..models import load_tokenizer, resolve_ref
 from ..specs import JudgeSpec
 
 _CODE = re.compile(r"^S(\d{1,2})$")
@@ -108,6 +108,18 @@ def read_p_unsafe(out: dict[str, Any], tokenizer: Any) -> tuple[float | None, in
     return p_unsafe(out["logprobs"][pos]), pos
 
 
+def model_len(model_ref: dict[str, Any], configured: int | None) -> int | None:
+    """The judge's vLLM ``max_model_len``: ``configured`` (judges.<name>.max_model_len) capped at
+    the model's own context (``max_position_embeddings`` of its config), which vLLM refuses to
+    exceed; None when neither is known."""
+    from transformers import AutoConfig
+
+    name, kwargs = resolve_ref(model_ref)
+    own = getattr(AutoConfig.from_pretrained(name, **kwargs), "max_position_embeddings", None)
+    known = [int(n) for n in (configured, own) if n]
+    return min(known) if known else None
+
+
 def judge(model_ref: dict[str, Any], rows: list[dict[str, Any]],
           settings: JudgeSpec | dict[str, Any]) -> tuple[list[dict], dict]:
     """Judge (prompt, response) rows; returns per-row judgments and the judge's provenance.
@@ -118,6 +130,9 @@ def judge(model_ref: dict[str, Any], rows: list[dict[str, Any]],
     gen = {"max_new_tokens": int(settings.max_new_tokens),
            "do_sample": False, "num_samples": 1, "batch_size": int(settings.batch_size),
            "logprobs": int(settings.top_logprobs), "seed": 0}
+    if settings.backend == "vllm":
+        # Bounded: vLLM sizes its KV cache for one sequence of max_model_len (JudgeSpec).
+        gen["max_model_len"] = model_len(model_ref, settings.max_model_len)
     outs = generate_texts(model_ref, None, prompts, gen, settings.backend)
     judged = []
     for out in outs:
