@@ -479,7 +479,7 @@ def test_fake_token_never_reaches_an_output_and_config_strings_are_quoted(defaul
     cfg = _write_config(work, _small_world(default_config))
     # Base generation only: training, judging and the report are covered with a fake token by the
     # shared tiny-grid run (tests/test_workflow.py::test_fake_hub_token_reaches_no_output).
-    targets = ["results/generations/tiny/base/meta.json"]
+    targets = ["results/generations/tiny/base/toxicity_benign.meta.json"]  # one generation cell
     env = {"HF_TOKEN": FAKE_TOKEN, "HUGGING_FACE_HUB_TOKEN": FAKE_TOKEN}
     dry = _snakemake(work, *targets, "-n", "-p", "--configfile", cfg, env=env)
     assert dry.returncode == 0, dry.stderr[-3000:]
@@ -494,7 +494,7 @@ def test_fake_token_never_reaches_an_output_and_config_strings_are_quoted(defaul
 
     run = _snakemake(work, *targets, "--cores", "2", "--configfile", cfg, env=env)
     assert run.returncode == 0, run.stderr[-5000:]
-    meta = json.loads((work / "results/generations/tiny/base/meta.json").read_text())
+    meta = json.loads((work / targets[0]).read_text())
     assert meta["benchmarks"]["toxicity_benign"]["system_prompt"] == HOSTILE_PROMPT
     assert not list(work.rglob("PWNED*"))
 
