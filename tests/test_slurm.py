@@ -81,6 +81,10 @@ GROUP_HEADER = re.compile(r"Group job (\w+) \(jobs in lexicogr\. order\):$")
 SUBMITTED = re.compile(
     r"Job ([\w-]+) has been submitted with SLURM jobid (\d+) \(log: (.+)\)\.$", re.M)
 PROFILE_GROUPS = dict(g.split("=", 1) for g in PROFILE.get("groups", []))
+# Groups of GPU-routed rules only (the grid cells' generation and model judges): their members may
+# use GPUs, each run as its own `srun --gpus` step inside the group job's allocation.
+GPU_GROUPS = {g for g in set(PROFILE_GROUPS.values())
+              if all(rule in GPU_ROUTED for rule, group in PROFILE_GROUPS.items() if group == g)}
 SBATCH_CALL = re.compile(r"^sbatch call: (sbatch .*)$", re.M)
 
 
@@ -259,10 +263,12 @@ def test_every_job_ran_once_and_short_cpu_jobs_shared_submissions(smoke: SmokeRu
     assert remote, "the smoke grid scheduled no non-local jobs"
     single = {jid: job for jid, job in remote.items() if job.group is None}
     grouped = {jid: job for jid, job in remote.items() if job.group is not None}
-    # Exactly the profile's grouped rules went into groups, and none of them used a GPU.
+    # Exactly the profile's grouped rules went into groups; only a group of GPU-routed rules
+    # holds jobs that use a GPU.
     assert {job.rule for job in grouped.values()} == {
         rule for rule in PROFILE_GROUPS if any(j.rule == rule for j in remote.values())}
-    assert all(job.group == PROFILE_GROUPS[job.rule] and job.gpus == 0 for job in grouped.values())
+    assert all(job.group == PROFILE_GROUPS[job.rule] and (job.gpus == 0 or job.group in GPU_GROUPS)
+               for job in grouped.values())
     group_submissions = {k: v for k, v in smoke.submitted.items() if isinstance(k, str)}
     # Every ungrouped job was submitted exactly once, each group job once, and nothing else.
     assert set(smoke.submitted) == set(single) | set(group_submissions)
@@ -324,9 +330,10 @@ def test_gpu_jobs_ask_sbatch_for_gpus_on_the_gpu_partition(smoke: SmokeRuns):
 def test_gpu_jobs_respect_the_gpu_jobs_cap(smoke: SmokeRuns):
     cap = yaml.safe_load((OVERLAY / "config.yaml").read_text())["resources"]["gpu_jobs"]
     spans = []
-    for jid, job in smoke.jobs.items():
-        if not job.local and job.gpus > 0:
-            info = scontrol_job(smoke.submitted[jid][0])
+    for jid, (sid, _) in smoke.submitted.items():
+        info = scontrol_job(sid)
+        # A job that uses a GPU, or a group job (a UUID) whose allocation holds GPUs.
+        if (smoke.jobs[jid].gpus > 0) if isinstance(jid, int) else "gpu" in info.get("TresPerJob", ""):
             spans.append((datetime.fromisoformat(info["StartTime"]),
                           datetime.fromisoformat(info["EndTime"])))
     # Most GPU jobs running at once, counting [start, end) in Slurm's whole seconds.
