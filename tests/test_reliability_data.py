@@ -427,7 +427,7 @@ def test_shell_commands_quote_every_config_string(default_config, tmp_path):
     cfg = _write_config(work, config)
     dry = _snakemake(work, "-n", "-p", "--configfile", cfg)
     assert dry.returncode == 0, dry.stderr[-3000:]
-    seen = {"generate": 0, "judge": 0, "capability": 0}
+    seen = {"generate": 0, "toxicity_benign": 0, "judge": 0, "capability": 0}
     for line in dry.stdout.splitlines():
         if "-m safealign." not in line:
             continue
@@ -438,7 +438,9 @@ def test_shell_commands_quote_every_config_string(default_config, tmp_path):
             assert words[1] == config["generation"]["vllm_python"]
             params = json.loads(words[words.index("--params") + 1])
             prompts = {b["name"]: b["system_prompt"] for b in params["benchmarks"]}
-            assert prompts["toxicity_benign"] == HOSTILE_PROMPT
+            if "toxicity_benign" in prompts:  # one generation job per (variant, benchmark)
+                seen["toxicity_benign"] += 1
+                assert prompts["toxicity_benign"] == HOSTILE_PROMPT
         elif module == "safealign.judge" and words[1] != "python":
             seen["judge"] += 1
             assert words[1] == config["generation"]["vllm_python"]

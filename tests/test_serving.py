@@ -197,7 +197,8 @@ def dry_run(tmp_path: Path, *configfiles: str) -> dict[str, int]:
 def test_dag_merges_falcon_variants_only(tmp_path):
     paper = dry_run(tmp_path / "paper", "config/paper.yaml")
     assert paper["merge_adapter"] == paper["train"] == 14
-    assert paper["generate"] == 15
+    # One generation cell per (variant, benchmark): the trained variants and base, each benchmark.
+    assert paper["generate"] == (paper["train"] + 1) * paper["benchmark_prompts"]
     tiny = dry_run(tmp_path / "tiny")
     assert "merge_adapter" not in tiny and tiny["train"] == 14
 
