@@ -6,7 +6,7 @@
     python bench/run.py --only 2,3 --repeats 3 --out bench/results.json
     python bench/run.py --quick                  # smaller sizes, 1 repeat (a few minutes)
 
-Items (README.md, "Benchmarks", has the latest figures and targets):
+Items (bench/README.md, "Benchmarks", has the latest figures and targets):
 
 1. tiny grid, clean checkout to report (``snakemake --cores 2`` in an empty directory), plus the
    import time of each entry point's real job (``python -X importtime``, on that finished run);
@@ -202,12 +202,15 @@ def entry_imports(tree: Path, grid: Path, work: Path, name: str) -> list[dict]:
     _, _, dry = timed(snakemake_cmd(tree, "-n", "-p", "--forceall"), grid, env_for(tree))
     commands = [re.sub(r"^\s*(Shell )?command:\s*", "", line) for line in dry.stdout.splitlines()
                 if "python -m safealign" in line]
+    # A stage's job is `python -m safealign.job <stage>` (or `python -m safealign.<stage>` in a tree
+    # from before the job entry point): both forms are matched.
     scratch = work / f"imports-{name}"
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(grid / "results", scratch / "results", symlinks=True)
     rows = []
     for entry in ENTRY_POINTS:
-        picks = [c for c in commands if f"-m {entry} " in c]
+        stage = entry.removeprefix("safealign.")
+        picks = [c for c in commands if f"-m {entry} " in c or f"-m safealign.job {stage} " in c]
         if entry == "safealign.judge run":  # one job per judge type: the model judges cost most
             picks = [next((c for c in picks if f'"type":"{t}"' in c), None)
                      for t in ("llama_guard", "refusal", "toxicity")]

@@ -68,6 +68,7 @@ judge_validation_input = D.judge_validation_input
 preference_inputs = D.preference_inputs
 onpolicy_source_files = D.onpolicy_source_files
 onpolicy_generation_files = D.onpolicy_generation_files
+onpolicy_prompt_files = D.onpolicy_prompt_files
 onpolicy_model_input = D.onpolicy_model_input
 # training, generation, judging, capability, metrics
 ref_logps_input = D.ref_logps_input
@@ -81,6 +82,8 @@ judgment_inputs = D.judgment_inputs
 judge_env = D.judge_env
 judge_python = D.judge_python
 capability_items = D.capability_items
+nltk_data_input = D.nltk_data_input
+nltk_packages = D.nltk_packages
 min_validation_accuracy = D.min_validation_accuracy
 # params (rerun-tracked: functions of wildcards only; p_train_run takes output, so it is not)
 p_world = D.p_world

@@ -77,8 +77,7 @@ rule onpolicy_prompts:
 
 rule onpolicy_generate:
     input:
-        harmful=f"{R}/data/onpolicy/prompts/harmful.jsonl",
-        benign=f"{R}/data/onpolicy/prompts/benign.jsonl",
+        prompts=onpolicy_prompt_files(),
         model=onpolicy_model_input,
     output:
         generations=onpolicy_generation_files(),
@@ -99,7 +98,7 @@ rule onpolicy_generate:
         shell_cmd(
             "generate",
             "--params {params.cfg:q} "
-            "--prompts {input.harmful} {input.harmful} {input.benign} {input.benign} "
+            "--prompts {input.prompts} "
             "--out {output.generations} --meta {output.meta} --gpus {resources.gpu}",
             python="{params.python:q}",
         )

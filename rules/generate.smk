@@ -22,6 +22,8 @@ rule merge_adapter:
     threads: threads_of("merge")
     resources:
         **res("merge", rule="merge_adapter"),
+        # Counted against the profile's `resources: merge_jobs` (merged weights are ~22 GB each).
+        merge_jobs=1,
     params:
         cfg=p_merge,
     shell:

@@ -35,7 +35,7 @@ ALLOWED_SKIPS = (
 
 @pytest.fixture
 def lm_head_rows(monkeypatch) -> list[int]:
-    """The rows TRL's fused LM-head kernel is given, one entry per call (safealign.train.fused_head)."""
+    """The rows TRL's fused LM-head kernel is given, one entry per call (safealign.train.trl_compat)."""
     import trl.trainer.utils as trl_utils
 
     rows: list[int] = []

@@ -26,6 +26,22 @@ def test_shipped_configs_are_valid(name):
     check_config(cfg)
 
 
+def test_paper_extended_overlay_adds_methods_to_the_paper_grid():
+    """config/paper.yaml trains the paper's ten methods; config/paper-extended.yaml, given after it,
+    adds methods and changes nothing else."""
+    from snakemake.utils import update_config
+
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    overlay = yaml.safe_load((REPO / "config" / "paper-extended.yaml").read_text())
+    assert set(overlay) == {"methods"} and not set(overlay["methods"]) & set(paper["methods"])
+    assert len(paper["methods"]) == 10
+    merged = copy.deepcopy(paper)
+    update_config(merged, overlay)
+    validate(merged)
+    check_config(merged)
+    assert set(merged["methods"]) == set(paper["methods"]) | set(overlay["methods"])
+
+
 def test_unknown_loss_type_lists_the_valid_ones(default_config):
     cfg = copy.deepcopy(default_config)
     cfg["methods"]["safe_dpo"]["loss_type"] = "sigmoidd"
@@ -170,12 +186,12 @@ def test_deviations_from_the_papers_trl_warn_once_naming_the_methods(default_con
     assert "config.methods.safe_kto depends on a documented deviation" in capsys.readouterr().err
 
 
-def test_every_documented_deviation_is_in_the_readme():
+def test_every_documented_deviation_is_in_the_methods_docs():
     from safealign.train.methods import DEVIATIONS
 
-    readme = (REPO / "README.md").read_text()
+    methods = (REPO / "docs" / "configuration.md").read_text()
     for d in DEVIATIONS:
-        assert f"`{d.name}`" in readme, d.name
+        assert f"`{d.name}`" in methods, d.name
 
 
 def test_world_file_keys_are_the_schemas():

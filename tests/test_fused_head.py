@@ -5,7 +5,7 @@ import torch
 import trl.trainer.utils as trl_utils
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from safealign.train import fused_head
+from safealign.train import trl_compat
 
 
 def _model():
@@ -37,7 +37,7 @@ def test_cpu_scores_only_labelled_positions_with_the_same_log_probs(monkeypatch,
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU rule
     full = _scored(model, ids, labels, lm_head_rows)
     assert full[3] == [3 * 19]  # every shifted position
-    assert fused_head.score_labelled_positions_only()
+    assert trl_compat.score_labelled_positions_only()
     compact = _scored(model, ids, labels, lm_head_rows)
     assert compact[3] == [n_labelled] and n_labelled < 3 * 19
     for a, b in zip(full[:3], compact[:3], strict=True):
@@ -48,9 +48,9 @@ def test_cpu_scores_only_labelled_positions_with_the_same_log_probs(monkeypatch,
 
 def test_installed_once(monkeypatch):
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)
-    assert fused_head.score_labelled_positions_only()
+    assert trl_compat.score_labelled_positions_only()
     wrapped = trl_utils._use_triton
     assert wrapped(torch.device("cpu")) and getattr(wrapped, "safealign_cpu", False)
-    assert fused_head.score_labelled_positions_only()
+    assert trl_compat.score_labelled_positions_only()
     assert trl_utils._use_triton is wrapped  # not wrapped twice
     assert not wrapped(torch.device("meta"))  # other devices keep TRL's answer

@@ -18,7 +18,7 @@ EOS TRL appends included), h = r_w - r_l, b = beta, eps = label_smoothing, s = s
 
 Where TRL 1.16.0 differs from shared/PAPER.md (the tests assert what TRL does). Against TRL 0.11.4,
 the paper's era, only the sigmoid label-smoothing and bco_pair running-mean items below are changes
-(the IPO averaging and AOT sorting are as 0.11 had them); README.md (Methods) lists every
+(the IPO averaging and AOT sorting are as 0.11 had them); docs/configuration.md (Methods) lists every
 difference from 0.11 and ``safealign.train.methods.DEVIATIONS`` warns about them at parse time.
 - sigmoid: PAPER.md writes the cDPO form -(1-eps) log s(b h) - eps log s(-b h); TRL 1.16 has no
   label-smoothing term for "sigmoid" (eps is ignored): -log s(b h).
@@ -764,3 +764,33 @@ def test_simpo_total_loss_matches_equation(make_simpo_trainer, beta, gamma):
     margin = beta * (avg_w - avg_l) - gamma
     assert (margin > 0).any() and (margin < 0).any()
     assert_close(actual, ref_simpo(avg_w, avg_l, beta, gamma).mean(), "simpo total")
+
+
+@pytest.mark.parametrize("n_pairs, batch_size", [(24, 16), (23, 8), (9, 2), (13, 4)])
+def test_kto_kl_pairs_never_match_a_prompt_with_its_own_completions(tokenizer, tmp_path, n_pairs, batch_size):
+    """The mismatched (prompt, completion) pairs KTOTrainer builds for its KL term, read from its
+    own train dataset (``KL_completion_ids``), from safealign's unpaired rows (methods.to_unpaired):
+    none pairs a prompt with one of its own completions. Written chosen, rejected of each pair in
+    turn, half of them would."""
+    from safealign.train.methods import to_unpaired
+
+    w = [f"w{i}" for i in range(8)]  # the tokenizer's words
+    pairs = [{"prompt": f"{w[i % 8]} {w[i // 8]}", "chosen": f" {w[i % 8]} {w[0]} {w[i // 8]} {w[0]}",
+              "rejected": f" {w[i % 8]} {w[1]} {w[i // 8]} {w[1]}"} for i in range(n_pairs)]
+
+    def kl_own_prompt(rows) -> int:
+        args = KTOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], loss_type="kto",
+                         per_device_train_batch_size=batch_size)
+        trainer = KTOTrainer(model=tiny_llama(), ref_model=tiny_llama(), args=args, processing_class=tokenizer,
+                             train_dataset=Dataset.from_list(rows))
+        ds = trainer.train_dataset
+        assert trainer.calculate_KL and len(ds) == 2 * n_pairs
+        owner = {tuple(c): tuple(p) for p, c in zip(ds["prompt_ids"], ds["completion_ids"], strict=True)}
+        assert len(owner) == 2 * n_pairs  # every completion is told apart
+        kl_pairs = zip(ds["prompt_ids"], ds["KL_completion_ids"], strict=True)
+        return sum(owner[tuple(kl)] == tuple(p) for p, kl in kl_pairs)
+
+    assert kl_own_prompt(to_unpaired(pairs, batch_size)) == 0
+    naive = [{"prompt": r["prompt"], "completion": r[k], "label": k == "chosen"}
+             for r in pairs for k in ("chosen", "rejected")]
+    assert kl_own_prompt(naive) >= n_pairs // 2  # the ordering this guards against

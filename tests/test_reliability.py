@@ -330,8 +330,8 @@ def test_snakemake_prints_the_same_lines_and_writes_nothing(project, tmp_path, c
 
 def test_snakemake_nested_cli_form_reaches_the_training_job(project):
     # Snakemake's own --config parser refuses training.beta=0.2 before the workflow runs: the
-    # READMEs show the form that works, and this test runs it.
-    for doc in ("README.md", "config/README.md"):
+    # docs show the form that works, and this test runs it.
+    for doc in ("README.md", "docs/configuration.md", "config/README.md"):
         assert "--config 'training={beta: 0.2}'" in " ".join((REPO / doc).read_text().split()), doc
     run = snakemake_n(project, "-p", "--config", "training={beta: 0.2}")
     assert run.returncode == 0, run.stderr[-3000:]

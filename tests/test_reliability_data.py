@@ -432,7 +432,7 @@ def test_shell_commands_quote_every_config_string(default_config, tmp_path):
         if "-m safealign." not in line:
             continue
         words = shlex.split(line[line.index("OMP_NUM_THREADS="):])  # raises on an unbalanced quote
-        module = words[words.index("-m") + 1]
+        module = "safealign." + words[words.index("-m") + 2]  # python -m safealign.job <stage>
         if module == "safealign.generate":
             seen["generate"] += 1
             assert words[1] == config["generation"]["vllm_python"]
@@ -486,7 +486,7 @@ def test_fake_token_never_reaches_an_output_and_config_strings_are_quoted(defaul
     dry = _snakemake(work, *targets, "-n", "-p", "--configfile", cfg, env=env)
     assert dry.returncode == 0, dry.stderr[-3000:]
     # The shell command as Snakemake prints it: shell words give back the exact config string.
-    commands = [line for line in dry.stdout.splitlines() if "-m safealign.generate " in line]
+    commands = [line for line in dry.stdout.splitlines() if "-m safealign.job generate " in line]
     assert commands, dry.stdout[-3000:]
     for line in commands:
         words = shlex.split(line[line.index("OMP_NUM_THREADS="):])

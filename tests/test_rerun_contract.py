@@ -372,7 +372,7 @@ def test_shell_commands_and_offline_do_not_depend_on_the_config(monkeypatch):
     from safealign import cli
 
     assert Dag.shell("judge run", "--params {params.cfg:q}", python="{params.python:q}") == (
-        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.judge run --params {params.cfg:q} > {log} 2>&1")
+        "OMP_NUM_THREADS={threads} {params.python:q} -m safealign.job judge run --params {params.cfg:q} > {log} 2>&1")
     for offline, flag in ((True, "1"), (False, "0")):
         for key in cli.OFFLINE_ENV:
             monkeypatch.delenv(key, raising=False)
@@ -405,3 +405,17 @@ def test_min_validation_accuracy_reaches_the_validate_step_and_gates_it(tmp_path
     with pytest.raises(SystemExit, match=r"0\.500 .* below judges.<name>.min_validation_accuracy = 0\.9"):
         judge_main.main()
     assert json.loads(out.read_text())["min_accuracy"] == 0.9
+
+
+def test_onpolicy_files_are_named_by_their_arm_not_by_position():
+    """onpolicy_generate answers each arm's prompt set into a file named by the arm, and
+    preference_data reads them by name: no order to keep in step by hand."""
+    from safealign.data import onpolicy
+
+    d = Dag(load("smol.yaml"))
+    gens, prompts = d.onpolicy_generation_files(), d.onpolicy_prompt_files()
+    for arm, gen, prompt in zip(onpolicy.ARMS, gens, prompts, strict=True):
+        assert Path(gen).name == f"{arm}.jsonl" and Path(prompt).name == f"{onpolicy.kind(arm)}.jsonl"
+    assert onpolicy.arm_files(list(reversed(gens))) == {onpolicy.ARMS[i]: g for i, g in enumerate(gens)}
+    with pytest.raises(ValueError, match=r"not an arm: benign_other\) \(missing: benign_refuse\)"):
+        onpolicy.arm_files([*gens[:3], "x/benign_other.jsonl"])

@@ -57,3 +57,28 @@ def test_failures_count_this_jobs_logs_written_since_the_run_started(tmp_path):
 def test_scaled_grows_only_what_ran_out(attempt, counts, mem, runtime):
     assert retry.scaled("mem_mb", 4000, attempt, Counter(counts)) == mem
     assert retry.scaled("runtime", 60, attempt, Counter(counts)) == runtime
+
+
+def test_retry_growth_stops_at_the_configured_maxima(default_config):
+    """resources.<family>.max_mem_mb / max_runtime cap what a retry grows to (never below the
+    configured value), and are no Snakemake resources themselves."""
+    import copy
+
+    from safealign.dag import Dag
+
+    class Wildcards(list):  # Snakemake's wildcards: a list with named attributes
+        model = next(iter(default_config["models"]))
+
+    cfg = copy.deepcopy(default_config)
+    base = cfg["resources"]["train"]
+    cfg["resources"]["default"].update(max_mem_mb=base["mem_mb"] * 3 // 2, max_runtime=base["runtime"] * 2)
+    unknown = Dag(cfg, failures=lambda rule, w: Counter())  # no Slurm log: both grow
+    w = Wildcards([Wildcards.model])
+    assert unknown.resource("train", "mem_mb", w, 1, rule="train") == base["mem_mb"]
+    assert unknown.resource("train", "mem_mb", w, 3, rule="train") == base["mem_mb"] * 3 // 2
+    assert unknown.resource("train", "runtime", w, 2, rule="train") == base["runtime"] * 2
+    assert unknown.resource("train", "runtime", w, 3, rule="train") == base["runtime"] * 2
+    assert not {"max_mem_mb", "max_runtime"} & set(unknown.resource_keys("train"))
+    cfg["resources"]["default"]["max_runtime"] = 1  # below the configured value: that value stays
+    capped = Dag(cfg, failures=lambda rule, w: Counter())
+    assert capped.resource("train", "runtime", w, 3, rule="train") == base["runtime"]

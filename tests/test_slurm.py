@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -419,3 +420,175 @@ def test_profile_dry_run_routes_gpu_jobs():
         if job.gpus == 0:
             assert job.resources.get("slurm_partition") == "cpu", (job.rule, job.resources)
             assert job.resources.get("gpu_jobs", "0") == "0", (job.rule, job.resources)
+
+
+# A job block's fields in a dry run, for the group request test: the first output/input lines and
+# the wildcards (within a group job's listing, indented by four more spaces).
+DRY_FIELD = re.compile(r"^( {4})? {4}(jobid|resources|threads|input|output|wildcards): (.*)$")
+
+
+def dry_run_blocks(output: str) -> list[dict]:
+    """Every job block of a dry run: rule, group listing it belongs to (a counter per `Group job`
+    header), threads, resources, inputs, outputs and wildcards."""
+    blocks, block, group, n_groups = [], None, None, 0
+    for line in output.splitlines():
+        if GROUP_HEADER.search(line):
+            n_groups += 1
+            group, block = n_groups, None
+        elif m := JOB_HEADER.match(line):
+            block = {"rule": m[3], "group": group if m[1] else None, "threads": 1, "resources": {},
+                     "input": [], "output": [], "wildcards": {}}
+            blocks.append(block)
+        elif block is not None and (m := DRY_FIELD.match(line)):
+            key, value = m[2], m[3]
+            if key == "threads":
+                block["threads"] = int(value)
+            elif key in ("input", "output"):
+                block[key] = value.split(", ")
+            elif key in ("resources", "wildcards"):
+                block[key] = dict(kv.split("=", 1) for kv in value.split(", ") if "=" in kv)
+        elif line.strip() and not line.startswith("    ") and not line.lstrip().startswith("["):
+            block = None
+            if not line.startswith(" "):
+                group = None
+    return blocks
+
+
+def rule_families() -> dict[str, tuple[str, str | None]]:
+    """Rule name -> (resource family, judge) as the rule files call `res(...)`."""
+    out = {}
+    for smk in (REPO / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule )", smk.read_text())[1:]:
+            name = block.split(":")[0].removeprefix("rule ").strip()
+            m = re.search(r'\*\*res\("(\w+)"(?:, (\w+))?', block)
+            if m and name:
+                out[name] = (m[1], m[2])
+    return out
+
+
+def test_profile_group_requests_fit_the_configured_runtimes():
+    """`snakemake --profile slurm -n` on the paper grid, each group job's request computed with
+    Snakemake's own layered group resources (the `-t` the plugin submits): no job asks for more
+    than its rule's configured runtime; a CPU group for no more than one configured runtime per
+    rule it holds (its jobs run side by side, not one after another), and its jobs for one thread;
+    a group of GPU cells (GPU_GROUPS) for no more GPUs than the profile's gpu_jobs cap (as many
+    cells side by side as fit in `cores`, each on its own GPUs) and no more than the sum of its
+    cells' runtimes."""
+    from snakemake.resources import GroupResources
+
+    from safealign.configload import load_config
+    from safealign.dag import Dag
+
+    cmd = ["snakemake", "--profile", "slurm", "-n", "--configfile", "config/paper.yaml",
+           "--software-deployment-method", "env-modules"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
+    blocks = [b for b in dry_run_blocks(proc.stdout + proc.stderr) if b["rule"] != "all"]
+    cfg = yaml.safe_load(PAPER.read_text())
+    load_config(cfg, [PAPER])
+    dag = Dag(cfg)
+    families = rule_families()
+
+    def configured(block: dict) -> int:
+        rule = block["rule"]
+        assert rule in families or rule.startswith("judge_"), f"rule {rule}: no res(...) in rules/*.smk"
+        family, judge = families.get(rule) or ("judge", rule.removeprefix("judge_"))
+        return int(dag.resource(family, "runtime", SimpleNamespace(**block["wildcards"]), 1, judge))
+
+    for b in blocks:
+        assert int(b["resources"]["runtime"]) <= configured(b), (b["rule"], b["wildcards"], b["resources"])
+    grouped = [b for b in blocks if b["group"] is not None]
+    assert {b["rule"] for b in grouped} == {r for r in PROFILE_GROUPS if any(x["rule"] == r for x in blocks)}
+    for b in grouped:
+        if PROFILE_GROUPS[b["rule"]] not in GPU_GROUPS:
+            assert b["threads"] == 1 and int(b["resources"]["gpu"]) == 0, (b["rule"], b["threads"])
+
+    cores = PROFILE["cores"]
+    constraints = {"_cores": cores, "_nodes": PROFILE["jobs"], **PROFILE.get("resources", {})}
+    limits = SimpleNamespace(get=lambda name: SimpleNamespace(value=constraints.get(name)))
+    for gid in sorted({b["group"] for b in grouped}):
+        members = [b for b in grouped if b["group"] == gid]
+        # Snakemake's toposort of a group: levels by the dependencies among its own jobs.
+        made = {out: i for i, b in enumerate(members) for out in b["output"]}
+        level: dict[int, int] = {}
+
+        def depth(i: int) -> int:
+            if i not in level:
+                parents = {made[f] for f in members[i]["input"] if f in made}
+                level[i] = 1 + max((depth(p) for p in parents), default=-1)
+            return level[i]
+
+        levels = [[] for _ in range(1 + max(depth(i) for i in range(len(members))))]
+        for i, b in enumerate(members):
+            res = {k: int(v) for k, v in b["resources"].items() if v.isdigit() and k in ("mem_mb", "runtime", "gpu")}
+            levels[depth(i)].append(SimpleNamespace(resources={**res, "_cores": b["threads"], "_nodes": 1},
+                                                    pipe_group=None))
+        request = GroupResources.basic_layered(levels, limits, run_local=False,
+                                               additive_resources=["runtime"], sortby=["runtime"])
+        per_rule = {}
+        for b in members:
+            per_rule[b["rule"]] = max(per_rule.get(b["rule"], 0), configured(b))
+        rules = sorted(per_rule)
+        assert request["_cores"] <= cores, (gid, rules, request)
+        if PROFILE_GROUPS[members[0]["rule"]] in GPU_GROUPS:
+            assert request.get("gpu", 0) <= constraints["gpu_jobs"], (gid, rules, request)
+            assert request["runtime"] <= sum(configured(b) for b in members), (gid, rules, request)
+            continue
+        assert request["runtime"] <= sum(per_rule.values()), (gid, rules, request, per_rule)
+
+
+def documented_resource_examples() -> list[tuple[str, dict]]:
+    """Every resources mapping with a `slurm_extra` in the docs' YAML blocks (docs/**/*.md) and in
+    slurm/config.yaml's commented example, as (where, mapping)."""
+    found = []
+
+    def walk(where: str, node) -> None:
+        if isinstance(node, dict):
+            if "slurm_extra" in node:
+                found.append((where, node))
+            for value in node.values():
+                walk(where, value)
+
+    for md in sorted((REPO / "docs").rglob("*.md")):
+        for block in re.findall(r"```yaml\n(.*?)```", md.read_text(), re.S):
+            walk(str(md.relative_to(REPO)), yaml.safe_load(block))
+    profile = (REPO / "slurm" / "config.yaml").read_text()
+    section = profile.split("\ndefault-resources:\n", 1)[1].split("\n\n", 1)[0]
+    uncommented = re.sub(r"^(\s*)# (\w+: )", r"\1\2", section, flags=re.M)
+    walk("slurm/config.yaml", yaml.safe_load("default-resources:\n" + uncommented))
+    return found
+
+
+def test_documented_slurm_extra_passes_the_plugin():
+    """The documented QoS / constraint / slurm_extra example passes the pinned plugin's validation
+    of slurm_extra, and its sbatch call carries the QoS and the constraint."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    class Resources(dict):
+        __getattr__ = dict.get
+
+    def job(resources: dict) -> SimpleNamespace:
+        res = Resources({"runtime": 30, "mem_mb": 1000, "_cores": 1, "gpu": 0, **resources})
+        return SimpleNamespace(resources=res, threads=1, name="rule", is_group=lambda: False)
+
+    # What the plugin refuses (so this test can tell): a QoS and a constraint inside slurm_extra.
+    with pytest.raises(WorkflowError):
+        validate_slurm_extra(job({"slurm_extra": "--qos=normal --constraint=a100"}))
+
+    examples = documented_resource_examples()
+    assert any(where == "slurm/config.yaml" for where, _ in examples)
+    params = {"run_uuid": "u", "slurm_logfile": "log", "comment_str": "c", "account": "-A a",
+              "partition": "-p p", "workdir": "."}
+    for where, example in examples:
+        # Snakemake evaluates a profile's string resource as Python: "'--x'" is the string --x.
+        resources = {k: (v[1:-1] if isinstance(v, str) and v[:1] == v[-1:] == "'" else v)
+                     for k, v in example.items()}
+        validate_slurm_extra(job(resources))
+        call = get_submit_command(job(resources), params)
+        assert resources["slurm_extra"] in call, (where, call)
+        if "qos" in resources:
+            assert f"--qos={resources['qos']}" in call.replace("'", ""), (where, call)
+        if "constraint" in resources:
+            assert f"-C {resources['constraint']}" in call.replace("'", ""), (where, call)

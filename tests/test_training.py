@@ -118,17 +118,17 @@ def test_shared_reference_never_hashes_the_model(tiny, tmp_path, monkeypatch):
 
 def test_reference_and_training_score_only_labelled_positions(tiny, tmp_path, monkeypatch, lm_head_rows):
     """The ref_logps and train entry points make TRL's fused LM head score only the completion's
-    positions on CPU (safealign.train.fused_head): fewer rows, the same reference log-probs."""
+    positions on CPU (safealign.train.trl_compat): fewer rows, the same reference log-probs."""
     import trl.trainer.utils as trl_utils
 
-    from safealign.train import fused_head
+    from safealign.train import trl_compat
 
     ref, pairs = tiny
     rows = lm_head_rows
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU rule
     settings = {"max_length": SETTINGS["max_length"]}
     with monkeypatch.context() as m:
-        m.setattr(fused_head, "score_labelled_positions_only", lambda: False)
+        m.setattr(trl_compat, "score_labelled_positions_only", lambda: False)
         every_position = compute_ref_logps(ref, pairs, settings)
     n_every, rows[:] = sum(rows), []
     labelled_only = compute_ref_logps(ref, pairs, settings)
@@ -176,8 +176,8 @@ def test_each_trainer_moves_the_margin_toward_chosen(tiny, tmp_path, trainer, lo
 
 def test_kto_rows_are_unpaired():
     pairs = [{"prompt": "p", "chosen": "c", "rejected": "r"}]
-    assert methods.to_unpaired(pairs) == [{"prompt": "p", "completion": "c", "label": True},
-                                          {"prompt": "p", "completion": "r", "label": False}]
+    assert methods.to_unpaired(pairs, 16) == [{"prompt": "p", "completion": "c", "label": True},
+                                              {"prompt": "p", "completion": "r", "label": False}]
 
 
 def test_trl_config_carries_the_method_settings(tmp_path):
@@ -203,12 +203,17 @@ def test_static_trl_field_table_matches_installed_trl():
         assert trl_fields.accepted_fields(trainer) == fields, (trainer, sorted(fields - base))
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "paper.yaml+paper-extended.yaml"])
 def test_every_configured_training_key_reaches_the_trainer(name, tmp_path):
     """For every method of a shipped config: each merged training key is on the TRL config with its
     configured value (warmup_ratio as warmup_steps, a DPO loss_type as a one-element list) or is one
     of the keys the workflow itself consumes."""
-    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / name).read_text())
+    from snakemake.utils import update_config
+
+    first, *overlays = name.split("+")  # an overlay is given after the config it extends
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / first).read_text())
+    for overlay in overlays:
+        update_config(cfg, yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / overlay).read_text()))
     seen = set()
     for v in grid.variants(cfg):
         if not v.method:
@@ -227,7 +232,7 @@ def test_every_configured_training_key_reaches_the_trainer(name, tmp_path):
         seen.add(v.settings["trainer"])
     assert {"warmup_ratio", "gradient_checkpointing", "beta", "learning_rate", "optim", "max_length",
             "seed"} <= seen
-    assert {"dpo", "kto", "orpo", "cpo"} <= seen
+    assert {m["trainer"] for m in cfg["methods"].values()} <= seen
 
 
 def test_workflow_keys_are_not_trl_fields_except_bf16():

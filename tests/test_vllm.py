@@ -359,3 +359,34 @@ def test_lora_table_matches_vllm():
 
     assert installed == VLLM_LORA
     assert installed["FalconForCausalLM"] is False and installed["LlamaForCausalLM"] is True
+
+
+@vllm_test
+@pytest.mark.workflow
+def test_a_local_snakemake_run_generates_with_the_vllm_backend(default_config, tmp_path):
+    """The real-model command's shape on the tiny world: a local ``snakemake --cores 2`` with
+    ``generation.backend: vllm`` and the warm server on. The generation job is started with the
+    vLLM venv's interpreter, which the warm server must refuse (a venv is its own interpreter), so it
+    runs in its own process, in the venv, and generates through vLLM."""
+    import yaml
+
+    from safealign._warm_client import RAN_WARM
+    from test_workflow import copy_project, snakemake
+
+    work = copy_project(tmp_path)
+    (work / "overlay.yaml").write_text(yaml.safe_dump({"generation": {"backend": "vllm",
+                                                                      "vllm_python": str(VLLM_PYTHON)}}))
+    model = next(iter(default_config["models"]))
+    benchmark = next(iter(default_config["benchmarks"]))
+    target = f"results/generations/{model}/base/{benchmark}.jsonl"
+    run = snakemake(work, target, "--cores", "2", "--configfile", "config/config.yaml", "overlay.yaml",
+                    env={"SAFEALIGN_WARM": "1"})
+    assert run.returncode == 0, run.stderr[-5000:]
+    assert "jobs run in forks of a warm interpreter" in run.stderr  # the server was there to refuse it
+    log = next((work / "results" / "logs" / "generations").rglob("*.log")).read_text()
+    assert RAN_WARM not in log, log[-3000:]
+    assert "running cold" in log and f"(prefix {VLLM_PYTHON.parent.parent}" in log, log[-3000:]
+    rows = [json.loads(line) for line in (work / target).read_text().splitlines()]
+    assert rows and all(isinstance(r["response"], str) for r in rows)
+    meta = json.loads(next((work / "results" / "generations" / model / "base").glob("*meta*.json")).read_text())
+    assert "vllm" in json.dumps(meta)

@@ -51,7 +51,7 @@ def server(tmp_path):
 
 
 def _probe(sock: str, *args: str, cwd: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "safealign.warm", "probe", "--module", MARKER, *args],
+    return subprocess.run([sys.executable, "-m", "safealign.job", "warm", "probe", "--module", MARKER, *args],
                           env=_env(**{warm.ENV_VAR: sock}, **env), cwd=cwd, input=stdin, capture_output=True,
                           text=True, timeout=120)
 
@@ -97,6 +97,31 @@ def test_another_environment_runs_cold_and_says_which_variable(server, tmp_path)
     assert "running cold" in res.stderr and "OMP_NUM_THREADS, SAFEALIGN_PROBE" in res.stderr
 
 
+def test_a_venv_of_the_same_python_is_another_interpreter_and_runs_cold(server, tmp_path):
+    """A venv's ``python`` links to the base interpreter that the server runs (the same binary once
+    links are resolved), but its packages are others (the vLLM venv's vllm): only ``sys.prefix``
+    tells them apart, and a job started with it must run in its own process."""
+    sock, _ = server
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    assert os.path.realpath(python) == os.path.realpath(sys.executable)  # the case that fooled a path check
+    res = subprocess.run([str(python), "-m", "safealign.job", "warm", "probe", "--module", MARKER],
+                         env=_env(**{warm.ENV_VAR: sock}), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["imported"] == {MARKER: False}, "the venv's job ran warm"
+    assert "running cold" in res.stderr and f"(prefix {venv})" in res.stderr, res.stderr
+
+
+def test_rule_commands_name_the_job_entry_point(repo):
+    """Where a job runs is visible in its command: every rule starts ``python -m safealign.job``."""
+    from safealign.dag import Dag
+
+    assert " -m safealign.job generate --params" in Dag.shell("generate", "--params {params.cfg:q}")
+    rules = "".join(p.read_text() for p in (repo / "rules").glob("*.smk"))
+    assert "shell_cmd(" in rules and " -m safealign." not in rules
+
+
 def test_per_job_variables_do_not_make_a_job_cold_and_reach_it(server, tmp_path):
     """bash's PWD / SHLVL and Snakemake's TMPDIR differ per job: compared, they would make every
     job cold; the job still sees its own values."""
@@ -115,7 +140,7 @@ def test_no_server_runs_cold(tmp_path):
 
 def test_killing_the_client_kills_the_job(server, tmp_path):
     sock, _ = server
-    client = subprocess.Popen([sys.executable, "-m", "safealign.warm", "probe", "--sleep", "300"],
+    client = subprocess.Popen([sys.executable, "-m", "safealign.job", "warm", "probe", "--sleep", "300"],
                               env=_env(**{warm.ENV_VAR: sock}), cwd=tmp_path, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     job = json.loads(client.stdout.readline())["pid"]
@@ -174,7 +199,7 @@ def test_start_points_jobs_at_the_server_and_stop_ends_it(tmp_path, monkeypatch,
         assert os.environ[warm.ENV_VAR] == server.sock_path and os.path.exists(server.sock_path)
         # A job as Snakemake starts one: the environment of `snakemake` plus a threads-1 job's variables.
         env = {**os.environ, **{v: "1" for v in warm.THREAD_VARS}}
-        res = subprocess.run([sys.executable, "-m", "safealign.warm", "probe", "--module", MARKER], env=env,
+        res = subprocess.run([sys.executable, "-m", "safealign.job", "warm", "probe", "--module", MARKER], env=env,
                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert json.loads(res.stdout.splitlines()[0])["imported"] == {MARKER: True}, res.stderr
     finally:
@@ -190,7 +215,7 @@ def test_a_no_model_stage_does_not_wait_for_a_starting_server(tmp_path):
     from safealign._warm_client import STARTING, STARTUP_WAIT_S, no_wait
 
     (tmp_path / STARTING).touch()  # a server that is importing and never listens
-    out = subprocess.run([sys.executable, "-m", "safealign.metrics", "--help"],
+    out = subprocess.run([sys.executable, "-m", "safealign.job", "metrics", "--help"],
                          env=_env(**{warm.ENV_VAR: str(tmp_path / "s")}), cwd=tmp_path, capture_output=True,
                          text=True, timeout=STARTUP_WAIT_S - 10)
     assert out.returncode == 0 and "--params" in out.stdout, out.stderr
@@ -205,7 +230,7 @@ def test_a_job_started_while_the_server_imports_waits_for_it(tmp_path):
 
     sock = str(tmp_path / "s")
     (tmp_path / STARTING).touch()
-    client = subprocess.Popen([sys.executable, "-m", "safealign.warm", "probe", "--module", MARKER],
+    client = subprocess.Popen([sys.executable, "-m", "safealign.job", "warm", "probe", "--module", MARKER],
                               env=_env(**{warm.ENV_VAR: sock}), cwd=tmp_path, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)

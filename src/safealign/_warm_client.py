@@ -1,5 +1,5 @@
-"""The client half of :mod:`safealign.warm`: standard library only, imported by the package's
-``__init__`` while ``python -m safealign.<stage>`` starts, before anything heavy."""
+"""The client half of :mod:`safealign.warm`: standard library only, imported by
+:mod:`safealign.job` (every rule's ``python -m safealign.job <stage> ...``) before anything heavy."""
 
 from __future__ import annotations
 
@@ -33,10 +33,17 @@ def comparable_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in PER_JOB_ENV}
 
 
-def fingerprint(env: dict[str, str], executable: str) -> str:
-    """What a job must share with the warm server to run in a fork of it: the interpreter and every
-    environment variable but :data:`PER_JOB_ENV`."""
-    data = json.dumps([os.path.realpath(executable), sorted(comparable_env(env).items())])
+def interpreter(executable: str, prefix: str) -> str:
+    """An interpreter as the warm server compares it: its binary (links resolved) and its
+    ``sys.prefix``. A venv's ``python`` links to the base interpreter that every venv made from it
+    shares; only its prefix (the venv's directory, where its packages are) tells them apart."""
+    return f"{os.path.realpath(executable)} (prefix {prefix})"
+
+
+def fingerprint(env: dict[str, str], executable: str, prefix: str) -> str:
+    """What a job must share with the warm server to run in a fork of it: the interpreter
+    (:func:`interpreter`) and every environment variable but :data:`PER_JOB_ENV`."""
+    data = json.dumps([interpreter(executable, prefix), sorted(comparable_env(env).items())])
     return hashlib.sha256(data.encode()).hexdigest()
 
 
@@ -55,19 +62,20 @@ def no_wait(argv: list[str]) -> bool:
     return any(argv[: len(stage.split())] == stage.split() for stage in NO_WAIT)
 
 
-def delegate() -> None:
-    """Run this ``python -m safealign.<stage> ...`` in a fork of the warm server and exit with its
-    status; return (and run cold, in this process) where there is no server or it refuses."""
+def delegate(argv: list[str]) -> None:
+    """Run ``python -m <argv...>`` (a ``safealign.<stage>`` module first) in a fork of the warm
+    server and exit with its status; return (and let the caller run it cold, in this process) where
+    there is no server or it refuses."""
     path = os.environ.get(ENV_VAR, "")
     orig = getattr(sys, "orig_argv", [])
-    # Only a plain `python -m safealign.<stage> ...`: options such as -X importtime run cold.
-    if not path or path == "0" or len(orig) < 3 or orig[1] != "-m" or not orig[2].startswith("safealign."):
+    # Only a plain `python -m safealign.job ...`: interpreter options such as -X importtime run cold.
+    if not path or path == "0" or orig[1:2] != ["-m"] or not argv or not argv[0].startswith("safealign."):
         return
     # The server is still importing (its STARTING file is there, its socket not yet): wait for it
     # rather than import the same libraries here (a no-model stage runs here at once: NO_WAIT). It
     # removes the file once it listens or stops.
     starting = os.path.join(os.path.dirname(path), STARTING)
-    if os.path.exists(starting) and not os.path.exists(path) and no_wait(orig[2:]):
+    if os.path.exists(starting) and not os.path.exists(path) and no_wait(argv):
         return
     deadline = time.monotonic() + STARTUP_WAIT_S
     while not os.path.exists(path) and os.path.exists(starting) and time.monotonic() < deadline:
@@ -78,8 +86,9 @@ def delegate() -> None:
     except OSError:
         return
     env = dict(os.environ)
-    request = {"argv": orig[2:], "cwd": os.getcwd(), "env": env, "fingerprint": fingerprint(env, sys.executable),
-               "executable": os.path.realpath(sys.executable)}
+    request = {"argv": argv, "cwd": os.getcwd(), "env": env,
+               "fingerprint": fingerprint(env, sys.executable, sys.prefix),
+               "interpreter": interpreter(sys.executable, sys.prefix)}
     try:
         socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
         reply = json.loads(conn.recv(MAX_MESSAGE) or b"{}")

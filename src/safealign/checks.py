@@ -128,7 +128,7 @@ def warn_deviations(config: dict[str, Any]) -> None:
     for name, (text, names) in hits.items():
         verb = "depends" if len(names) == 1 else "depend"
         print(f"safealign: WARNING {', '.join(f'config.methods.{n}' for n in names)} {verb} on a documented "
-              f"deviation from the paper's TRL 0.11 ({name}): {text} (README.md, Methods)", file=sys.stderr)
+              f"deviation from the paper's TRL 0.11 ({name}): {text} (docs/configuration.md, Methods)", file=sys.stderr)
 
 
 def local_paths(config: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -152,7 +152,8 @@ def freeze_heap() -> bool:
 
 def setup(args: argparse.Namespace) -> dict[str, Any]:
     """Tune malloc for CPU jobs (:func:`tune_malloc`), parse ``--params``, configure logging (hub
-    tokens redacted), record the job's GPUs and go offline unless the environment says otherwise
+    tokens redacted), record the job's GPUs (and, with ``--gpus`` >= 1, check the node's driver
+    against torch's CUDA: :mod:`safealign.preflight`) and go offline unless the environment says otherwise
     (:data:`OFFLINE_ENV`). Torch's threads follow ``OMP_NUM_THREADS`` (the rule's threads, set in
     the shell prefix)."""
     tune_malloc()
@@ -161,6 +162,13 @@ def setup(args: argparse.Namespace) -> dict[str, Any]:
     params = json.loads(args.params)
     if getattr(args, "gpus", None) is not None:
         os.environ[JOB_GPUS_ENV] = str(max(1, int(args.gpus)))
+        if int(args.gpus) >= 1:
+            # Before any model is read: a driver too old for torch's CUDA fails the job here.
+            from .preflight import check_cuda_driver
+
+            summary = check_cuda_driver()
+            if summary:
+                logging.getLogger(__name__).info("preflight: %s", summary)
     for key in OFFLINE_ENV:
         os.environ.setdefault(key, "1")
     return params

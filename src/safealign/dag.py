@@ -30,6 +30,7 @@ from . import grid, package_model, retry
 from . import report as report_spec
 from .data.onpolicy import ARMS as ONPOLICY_ARMS
 from .data.onpolicy import SOURCES as ONPOLICY_SOURCES
+from .data.onpolicy import kind as onpolicy_kind
 from .generate import serving
 from .world.files import FILES as WORLD_FILES
 from .world.files import JUDGE_DATA as WORLD_JUDGE_DATA
@@ -124,13 +125,17 @@ class Dag:
 
     @staticmethod
     def shell(module: str, args: str, python: str = "python") -> str:
-        """Every rule's shell command: ``OMP_NUM_THREADS={threads} <python> -m safealign.<module>
+        """Every rule's shell command: ``OMP_NUM_THREADS={threads} <python> -m safealign.job <module>
         <args> > {log} 2>&1`` (``python``: a Snakemake placeholder such as ``{params.python:q}``).
+
+        :mod:`safealign.job` runs ``python -m safealign.<module> <args>`` in a fork of the local warm
+        server where one accepts this interpreter and environment, else in the job's own process (on
+        Slurm, in the vLLM venv, with ``SAFEALIGN_WARM=0``); its log says which.
 
         A function of its arguments only, never of the config: Snakemake reruns a job whose rule's
         shell command text changed (rerun trigger ``code``). So config.offline is not in it but in
         the environment the jobs inherit (:func:`safealign.cli.export_offline`)."""
-        return f"OMP_NUM_THREADS={{threads}} {python} -m safealign.{module} {args} > {{log}} 2>&1"
+        return f"OMP_NUM_THREADS={{threads}} {python} -m safealign.job {module} {args} > {{log}} 2>&1"
 
     def variant(self, wildcards: Any) -> grid.Variant:
         return self.variants[(wildcards.model, wildcards.variant)]
@@ -328,7 +333,12 @@ class Dag:
         return self.config["preference_data"].get("on_policy")
 
     def onpolicy_generation_files(self) -> list[str]:
+        """One file per arm, named by it (``<arm>.jsonl``): preference_data reads each by its name."""
         return [f"{R}/data/onpolicy/generations/{arm}.jsonl" for arm in ONPOLICY_ARMS]
+
+    def onpolicy_prompt_files(self) -> list[str]:
+        """The prompt file each arm answers, in the order of :meth:`onpolicy_generation_files`."""
+        return [f"{R}/data/onpolicy/prompts/{onpolicy_kind(arm)}.jsonl" for arm in ONPOLICY_ARMS]
 
     def p_preference(self, wildcards: Any) -> str:
         spec = pick(self.config["preference_data"], PREFERENCE_KEYS)
@@ -549,6 +559,16 @@ class Dag:
         raise ValueError("config.capability.source must be `world:` or `path:` (custom task items); "
                          "leave it out for lm-eval's built-in tasks")
 
+    def nltk_packages(self) -> list[str]:
+        """The NLTK data packages config.capability.tasks' code reads (safealign.capability.taskcode)."""
+        from .capability.taskcode import nltk_packages
+
+        return nltk_packages(list(self.config["capability"].get("tasks") or []))
+
+    def nltk_data_input(self, wildcards: Any) -> list[str]:
+        """The nltk_data rule's directory when the capability tasks read NLTK data, else none."""
+        return [f"{R}/nltk_data"] if self.nltk_packages() else []
+
     def p_metrics(self, wildcards: Any) -> str:
         c = self.config
         v = self.variant(wildcards)
@@ -656,7 +676,9 @@ class Dag:
         value = base.get(key, "" if key == "gpu_model" else 0)
         if key in retry.GROWS and isinstance(value, int):
             failed = self.failures(rule, list(wildcards)) if attempt > 1 and rule and self.failures else {}
-            return retry.scaled(key, value, attempt, failed)
+            grown = retry.scaled(key, value, attempt, failed)
+            cap = base.get(f"max_{key}")  # the partition's limit: a retry grows up to it, never past
+            return min(grown, max(int(cap), value)) if cap else grown
         if key == "gpu_jobs":
             return 1 if base.get("gpu", 0) else 0
         return value
@@ -667,6 +689,7 @@ class Dag:
         for spec in list(c["models"].values()) + list(c["judges"].values()):
             keys |= set(spec.get("resources", {}).get(family, {}))
         keys.discard("threads")
+        keys -= {f"max_{k}" for k in retry.GROWS}  # caps on a retry's growth, not resources
         keys.add("gpu_jobs")
         keys.add("gpu")  # always there: the GPU rules pass it to their scripts as --gpus
         return sorted(keys)

@@ -939,9 +939,9 @@ def render(params: dict[str, Any] | ReportSpec, df, disagreements: list[dict], v
         body["cost"] = ("<p>From the Snakemake <code>benchmark:</code> files of every job (inputs of this "
                         "rule): wall seconds, CPU seconds (cpu_time), GPU seconds (wall x GPUs requested), "
                         "peak RSS (MB). <code>warm_jobs</code> ran in a fork of the warm interpreter of a local "
-                        "run (README, Local runs: the warm interpreter): outside the process tree a benchmark "
-                        "file measures, so their CPU seconds and peak RSS are the ones the job logged (its log's "
-                        "last line).</p>"
+                        "run (docs/performance.md, Local runs: the warm interpreter): outside the process tree a "
+                        "benchmark file measures, so their CPU seconds and peak RSS are the ones the job logged "
+                        "(its log's last line).</p>"
                         "<h3>Per rule</h3>"
                         + per_rule.to_html(float_format=lambda v: f"{v:.1f}", classes="grid", na_rep="–"))
         if per_cell is not None:

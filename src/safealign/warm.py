@@ -2,7 +2,7 @@
 and lm-eval once, and every job's ``python -m safealign.<stage> ...`` runs in a fork of it.
 
 Why: on the default tiny grid most model jobs spend 3-6 s of their 5-15 s importing these
-libraries, in about 90 jobs (README.md, "Benchmarks", item 1). Hand-written because no library
+libraries, in about 90 jobs (bench/README.md, "Benchmarks", item 1). Hand-written because no library
 does this for independent command lines: ``multiprocessing.forkserver`` serves only the process
 that started it (its address and key are private to it).
 
@@ -53,7 +53,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ._warm_client import ENV_VAR, MAX_MESSAGE, RAN_WARM, STARTING, comparable_env, fingerprint
+from ._warm_client import ENV_VAR, MAX_MESSAGE, RAN_WARM, STARTING, comparable_env, fingerprint, interpreter
 
 # What the model stages import (measured with `python -X importtime` on each stage's job):
 # importing them once here is the whole point. Missing ones (another env) are skipped.
@@ -125,7 +125,7 @@ def serve(sock_path: str, parent: int | None, preload: tuple[str, ...] | list[st
 
 def _serve(sock_path: str, parent: int | None, preload: tuple[str, ...] | list[str]) -> int:
     started = time.time()
-    env_fp = fingerprint(dict(os.environ), sys.executable)  # before the imports, which set some
+    env_fp = fingerprint(dict(os.environ), sys.executable, sys.prefix)  # before the imports, which set some
     before = dict(os.environ)
     loaded = _preload(preload)
     if _cuda_started():
@@ -222,8 +222,8 @@ def _refusal(request: dict[str, Any], env_fp: str, fds: list[int]) -> str | None
     if request.get("fingerprint") != env_fp:
         mine, theirs = comparable_env(_SERVER_ENV), comparable_env(request.get("env") or {})
         differs = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-        if request.get("executable") != os.path.realpath(sys.executable):
-            differs.insert(0, f"the interpreter ({request.get('executable')})")
+        if request.get("interpreter") != interpreter(sys.executable, sys.prefix):
+            differs.insert(0, f"the interpreter ({request.get('interpreter')})")
         return "its environment differs from the warm server's in " + (", ".join(differs[:8]) or "nothing?")
     argv = request.get("argv") or []
     if not argv or not str(argv[0]).startswith("safealign."):
@@ -303,7 +303,7 @@ def _run_job(fds: list[int], request: dict[str, Any]) -> None:
         if "numpy" in sys.modules:
             sys.modules["numpy"].random.seed()
         module, *args = request["argv"]
-        sys.argv = [module, *args]  # not "-m": the package's __init__ must not delegate again
+        sys.argv = [module, *args]
         sys.orig_argv = [sys.executable, "-m", module, *args]
         sys.path[0] = request["cwd"]  # as `python -m` puts the working directory first
         try:

@@ -31,6 +31,7 @@ from ..cli import freeze_heap, parser, setup
 from ..io import provenance, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl, write_text
 from ..models import ADAPTER_WEIGHTS, SAFE_LOADING, ModelRef, check_safetensors, describe, resolve_ref, resolve_trained
 from ..specs import CapabilitySpec
+from .taskcode import check_nltk_data, import_task_code
 
 # The last number in a generation ("The answer is 7." -> "7") and the last word ("It is yellow."
 # -> "yellow"). ``group_select: -1`` picks the last match.
@@ -278,6 +279,7 @@ def evaluate(
     max_gen_toks: int | None,
     device: str = "cpu",
     dtype: str | None = None,
+    nltk_data: str | None = None,
 ) -> dict[str, Any]:
     """Run lm-eval on ``tasks`` and return the capability output, ``{"scores": {task: {"metric",
     "value", "stderr", "n"}}, "provenance": {...}}`` (lm_eval version, per-task config hashes and
@@ -293,6 +295,15 @@ def evaluate(
     args = eval_arguments(model_ref, adapter, tasks, include_path, num_fewshot, limit, batch_size,
                           apply_chat_template, max_gen_toks, device, dtype)
     task_manager = TaskManager(**args["task_manager"])
+    if include_path is None:
+        # Fail before lm-eval loads the model: the built-in tasks' own code and the NLTK data it
+        # reads (nltk_data first on NLTK's path, so IFEval's import finds it and downloads nothing).
+        if nltk_data:
+            import nltk
+
+            nltk.data.path.insert(0, str(Path(nltk_data).resolve()))
+        import_task_code(tasks, task_manager)
+        check_nltk_data()
     with _no_git_describe():
         results = lm_eval.simple_evaluate(task_manager=task_manager, **args["simple_evaluate"])
     if results is None:  # only non-zero ranks return None; this runs single-process
@@ -337,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
                          "lm-eval built-ins")
     ap.add_argument("--tasks-dir", default=None,
                     help="where to write the world task YAMLs (default: <out>.tasks/)")
+    ap.add_argument("--nltk-data", default=None,
+                    help="NLTK data directory (the nltk_data rule's output) for tasks that read it")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
 
@@ -363,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         spec.max_gen_toks,
         device=spec.device,
         dtype=spec.dtype,
+        nltk_data=a.nltk_data,
     )
     write_json(a.out, result)
 

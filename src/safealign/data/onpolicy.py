@@ -32,9 +32,30 @@ from ..judge.refusal import is_refusal
 from ..specs import OnPolicyPromptsSpec
 from .loaders import describe_source, load_alert, load_alpaca, load_xstest, subsample
 
-# The generation arms, in the order onpolicy_generate writes them.
+# The generation arms: "<kind>_<system prompt>"; each arm's file is named by it (<arm>.jsonl).
 ARMS = ("harmful_refuse", "harmful_plain", "benign_plain", "benign_refuse")
 KINDS = ("harmful", "benign")
+
+
+def kind(arm: str) -> str:
+    """The prompt set an arm answers (one of :data:`KINDS`)."""
+    return arm.split("_", 1)[0]
+
+
+def arm_files(files: list[str]) -> dict[str, str]:
+    """``{arm: file}`` from generation files named ``<arm>.jsonl``; an error names a file that is no
+    arm's and the arms without a file."""
+    from pathlib import Path
+
+    named = {Path(f).name.removesuffix(".jsonl"): f for f in files}
+    unknown = sorted(set(named) - set(ARMS))
+    missing = [a for a in ARMS if a not in named]
+    if unknown or missing:
+        raise ValueError(f"config.preference_data.on_policy needs one generation file per arm, named <arm>.jsonl "
+                         f"for the arms {', '.join(ARMS)}; got {', '.join(files) or 'none'}"
+                         + (f" (not an arm: {', '.join(unknown)})" if unknown else "")
+                         + (f" (missing: {', '.join(missing)})" if missing else ""))
+    return named
 # The config blocks that give prompts: contrast prompts (benign ones that sound harmful, XSTest
 # schema, optional) join the benign prompts and pair the same way.
 SOURCES = ("harmful", "benign", "contrast")

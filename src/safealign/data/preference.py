@@ -189,7 +189,7 @@ def prepare(params: dict[str, Any] | PreferenceSpec, out: str, onpolicy: list[st
             exclude: list[str] | None = None) -> int:
     """The ``preference_data`` rule: read, validate, subsample and write the pairs to ``out``
     (atomically; nothing is written when any row is bad). ``onpolicy``: the on-policy generation
-    files (in the order of :data:`onpolicy.ARMS`); ``exclude``: the evaluation prompt files no
+    files, each named by its arm (``<arm>.jsonl``, :data:`onpolicy.ARMS`); ``exclude``: the evaluation prompt files no
     pair may share a prompt with. Returns the number of pairs."""
     from . import onpolicy as op
 
@@ -207,9 +207,7 @@ def prepare(params: dict[str, Any] | PreferenceSpec, out: str, onpolicy: list[st
         else:
             pairs = from_pku(rows, where=where)
     if spec.on_policy:
-        if len(onpolicy or []) != len(op.ARMS):
-            raise ValueError(f"config.preference_data.on_policy needs the {len(op.ARMS)} generation files {op.ARMS}")
-        gens = {arm: io.read_jsonl(f) for arm, f in zip(op.ARMS, onpolicy, strict=True)}
+        gens = {arm: io.read_jsonl(f) for arm, f in op.arm_files(onpolicy or []).items()}
         made, counts = op.pairs(gens)
         log.info("on-policy pairs: %s", counts)
         pairs += made

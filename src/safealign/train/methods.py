@@ -63,12 +63,38 @@ def classes(trainer: str) -> tuple[type, type]:
     raise ValueError(f"trainer must be one of {TRAINERS}, got {trainer!r}")
 
 
-def to_unpaired(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Split preference pairs into KTO's unpaired rows (desirable chosen, undesirable rejected)."""
-    rows = []
-    for r in pairs:
-        rows.append({"prompt": r["prompt"], "completion": r["chosen"], "label": True})
-        rows.append({"prompt": r["prompt"], "completion": r["rejected"], "label": False})
+def to_unpaired(pairs: list[dict[str, Any]], batch_size: int) -> list[dict[str, Any]]:
+    """Split preference pairs into KTO's unpaired rows (desirable chosen, undesirable rejected),
+    ordered so that TRL's KL estimate never pairs a prompt with a completion of its own.
+
+    TRL's KTO (``trl.trainer.kto_trainer``, sequential sampling) estimates its KL term from
+    mismatched (prompt, completion) pairs made by rotating the completions by one within each
+    chunk of ``batch_size`` (``per_device_train_batch_size``) rows: row i is scored with row i-1's
+    completion, a chunk's first row with its last. Written as chosen, rejected of each pair in
+    turn, every rejected row would be scored with its own prompt's chosen completion.
+
+    Here the pairs go in blocks of k prompts, written ``c_1 r_2 c_3 ... `` then the opposite labels
+    ``r_1 c_2 r_3 ...``: within a block neighbours differ in prompt, the wrap (last to first) too,
+    and every batch mixes both labels. With an even ``batch_size`` B, k = B / 2 (2 for B = 2), so
+    a block is exactly one chunk (two for B = 2), and a last block of one prompt trades a row with
+    the block before: no KL pair matches. With an odd B, k = 3: a match is then possible only at
+    a chunk's wrap. Exact as long as TRL drops no rows before it rotates (it drops prompts longer
+    than ``max_length``). Hand-written: TRL has no option for it. tests/test_losses.py checks the
+    rows TRL builds."""
+
+    def row(r: dict[str, Any], desirable: bool) -> dict[str, Any]:
+        return {"prompt": r["prompt"], "completion": r["chosen" if desirable else "rejected"], "label": desirable}
+
+    k = max(2, batch_size // 2) if batch_size % 2 == 0 else 3
+    blocks = [pairs[i:i + k] for i in range(0, len(pairs), k)]
+    rows: list[dict[str, Any]] = []
+    for block in blocks:
+        rows += [row(r, i % 2 == 0) for i, r in enumerate(block)]
+        rows += [row(r, i % 2 == 1) for i, r in enumerate(block)]
+    if len(blocks) > 1 and len(blocks[-1]) == 1:
+        # A last block of one prompt (c_x r_x) would pair x with itself: its r_x trades places with
+        # the previous block's last row, a prompt that appears nowhere near x.
+        rows[-1], rows[-3] = rows[-3], rows[-1]
     return rows
 
 
@@ -296,7 +322,7 @@ def effective_hyperparameters(args: Any, settings: dict[str, Any], trainer_class
 class Deviation:
     """A documented difference between TRL 1.16.0 and TRL 0.11.4 (the paper's era) in a loss or its
     inputs. ``applies(settings)`` says whether a method's merged settings depend on it (None: it
-    depends on the data, not on the config, and is documented only). README.md (Methods) lists them."""
+    depends on the data, not on the config, and is documented only). docs/configuration.md (Methods) lists them."""
 
     name: str
     text: str

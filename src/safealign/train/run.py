@@ -5,9 +5,9 @@
         [--checkpoint-dir DIR --checkpoint-steps N] [--method NAME --variant NAME]
 
 Every reference-based DPO-family method on the same (base model, data, max_length) reads the same
-reference log-probs: ``ref-logps`` computes them once through TRL's own precompute path
-(``DPOTrainer._precompute_ref_logps``) and ``train`` feeds them back through
-:class:`SharedReferenceDPOTrainer`, so the reference model is never re-run per method.
+reference log-probs: ``ref-logps`` computes them once through TRL's own precompute path and
+``train`` feeds them back through :func:`safealign.train.trl_compat.shared_reference_trainer`, so
+the reference model is never re-run per method.
 
 ``train`` saves a trainer checkpoint (weights, optimizer, scheduler, RNG states) every
 ``--checkpoint-steps`` optimizer steps into ``--checkpoint-dir``; a rerun of a killed job resumes
@@ -26,17 +26,15 @@ import re
 import shutil
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from .. import io, shards
 from ..chat import template_hash
 from ..cli import setup, steps
 from ..models import describe, load_model, load_tokenizer
 from ..specs import RefLogpsSpec, TrainSpec
-from . import fused_head, methods
+from . import methods, trl_compat
 
 log = logging.getLogger(__name__)
 
@@ -49,43 +47,20 @@ def _device_flags(bf16: bool) -> tuple[bool, bool]:
     return (not cuda, bool(cuda and bf16))
 
 
-def _dataset(pairs: list[dict[str, Any]], trainer: str):
+def _dataset(pairs: list[dict[str, Any]], trainer: str, batch_size: int = 1):
+    """The trainer's dataset; KTO's unpaired rows ordered for its per-device batches of ``batch_size``."""
     from datasets import Dataset
 
     cols = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in pairs]
     if trainer == "kto":
-        cols = methods.to_unpaired(cols)
+        cols = methods.to_unpaired(cols, batch_size)
     return Dataset.from_list(cols)
-
-
-def _without_weight_hash(dpo_trainer):
-    """TRL sha256-hashes every weight (on CPU) when it precomputes reference log-probs (0.57 s on
-    SmolLM2-135M, tens of seconds on an 11B model), only to name a cache file of the result in the
-    process's temporary datasets directory. A new random name instead: a file no later call in the
-    process can take for its own (a constant name could, for the same pairs and tokenizer)."""
-    return mock.patch.object(sys.modules[dpo_trainer.__module__], "hash_module", lambda module: uuid.uuid4().hex)
 
 
 def shared_reference_trainer():
     """DPOTrainer whose precompute step reads reference log-probs from a file instead of a model."""
     _, dpo_trainer = methods.classes("dpo")
-
-    class SharedReferenceDPOTrainer(dpo_trainer):
-        shared_ref_logps: list[dict[str, float]] = []
-
-        def __init__(self, *args, **kwargs):
-            with _without_weight_hash(dpo_trainer):
-                super().__init__(*args, **kwargs)
-
-        def _precompute_ref_logps(self, dataset, name, batch_size):
-            refs = self.shared_ref_logps
-            if len(refs) != len(dataset):
-                raise ValueError(f"shared reference log-probs have {len(refs)} rows, "
-                                 f"the {name} dataset {len(dataset)}: recompute them")
-            dataset = dataset.add_column("ref_chosen_logps", [r["ref_chosen_logps"] for r in refs])
-            return dataset.add_column("ref_rejected_logps", [r["ref_rejected_logps"] for r in refs])
-
-    return SharedReferenceDPOTrainer
+    return trl_compat.shared_reference_trainer(dpo_trainer)
 
 
 def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict | RefLogpsSpec) -> list[dict[str, float]]:
@@ -96,7 +71,7 @@ def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict | RefLo
     equal the reference TRL would compute inside each training run.
     """
     spec = RefLogpsSpec.from_params(settings)
-    fused_head.score_labelled_positions_only()  # as the training runs that read these
+    trl_compat.score_labelled_positions_only()  # as the training runs that read these
     config_cls, trainer_cls = methods.classes("dpo")
     use_cpu, bf16 = _device_flags(spec.bf16)
     tok = load_tokenizer(model_ref, padding_side="right")
@@ -112,7 +87,7 @@ def compute_ref_logps(model_ref: dict, pairs: list[dict], settings: dict | RefLo
         args = config_cls(output_dir=tmp, use_cpu=use_cpu, bf16=bf16, report_to=[],
                           precompute_ref_log_probs=True, max_length=spec.max_length,
                           precompute_ref_batch_size=spec.batch_size)
-        with _without_weight_hash(trainer_cls):
+        with trl_compat.without_weight_hash(trainer_cls):
             trainer = trainer_cls(model=model, args=args, train_dataset=_dataset(pairs, "dpo"),
                                   processing_class=tok, peft_config=peft_config)
         ds = trainer.train_dataset
@@ -258,7 +233,7 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
     import torch
 
     torch.manual_seed(int(settings["seed"]))
-    fused_head.score_labelled_positions_only()  # on CPU: the completion's tokens, not every position
+    trl_compat.score_labelled_positions_only()  # on CPU: the completion's tokens, not every position
     use_cpu, bf16 = _device_flags(settings.get("bf16", False))
     settings, batch = methods.distribute_batch(settings, world_size())
     tok = load_tokenizer(model_ref, padding_side="right")
@@ -299,7 +274,8 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
         if shared:
             args.precompute_ref_log_probs = True
         counter = step_counter()
-        trainer = trainer_cls(model=model, args=args, train_dataset=_dataset(pairs, trainer_name),
+        dataset = _dataset(pairs, trainer_name, args.per_device_train_batch_size)
+        trainer = trainer_cls(model=model, args=args, train_dataset=dataset,
                               processing_class=tok, peft_config=peft_config,
                               callbacks=[finite_loss_callback(name), counter])
         if trainer.args.world_size != batch["processes"]:

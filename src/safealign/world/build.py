@@ -100,9 +100,9 @@ def build_base_model(corpus: list[dict[str, Any]], spec: dict[str, Any], out: Pa
     from transformers import LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from ..train import fused_head
+    from ..train import trl_compat
 
-    fused_head.score_labelled_positions_only()
+    trl_compat.score_labelled_positions_only()
     torch.manual_seed(seed)
     chat_tpl = template("chatml_chat_template.jinja")
     texts = [m["content"] for row in corpus for m in row["messages"]]
@@ -131,9 +131,9 @@ def build_judge(rows: list[dict[str, Any]], spec: dict[str, Any], out: Path, see
     from transformers import LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from ..train import fused_head
+    from ..train import trl_compat
 
-    fused_head.score_labelled_positions_only()  # the verdict's few tokens, not the ~250 of the prompt
+    trl_compat.score_labelled_positions_only()  # the verdict's few tokens, not the ~250 of the prompt
     torch.manual_seed(seed)
     val, train = split_heldout(rows, spec, seed)
     guard_tpl = chat_template or template("llama_guard3_chat_template.jinja")
