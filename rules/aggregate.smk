@@ -6,7 +6,7 @@ rule metrics:
         judgments=judgment_inputs,
         capability=f"{R}/capability/{{model}}/{{variant}}.json",
         # Their chat template hashes must equal the training's (safealign.chat.check_same_template).
-        generation_meta=f"{R}/generations/{{model}}/{{variant}}/meta.json",
+        generation_meta=generation_meta_inputs,
         train_log=train_log_input,
     output:
         metrics=f"{R}/metrics/{{model}}/{{variant}}.csv",

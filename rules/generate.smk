@@ -1,8 +1,10 @@
-# Generation: every variant (base included) on every benchmark, one job per variant (the model
-# is loaded once), one file per benchmark; transformers or vLLM backend. A trained variant whose
-# adapter the backend cannot serve (vLLM's Falcon has no LoRA) is generated from its adapter
-# merged into the base, a temp() directory deleted once generation is done
-# (src/safealign/generate/serving.py).
+# Generation: one job per grid cell (model, variant, benchmark), writing that benchmark's
+# generations and their provenance, so an edit of one benchmark regenerates only its cells;
+# transformers or vLLM backend. A trained variant whose adapter the backend cannot serve (vLLM's
+# Falcon has no LoRA) is generated from its adapter merged into the base, a temp() directory
+# shared by the variant's cells and deleted after the last of them
+# (src/safealign/generate/serving.py). On Slurm, the profile's job groups submit a variant's
+# cells together (slurm/config.yaml).
 
 
 rule merge_adapter:
@@ -33,20 +35,17 @@ rule merge_adapter:
 
 rule generate:
     input:
-        prompts=expand(f"{R}/prompts/{{benchmark}}.jsonl", benchmark=BENCHMARKS),
+        prompts=f"{R}/prompts/{{benchmark}}.jsonl",
         model=model_input,
         adapter=adapter_input,
         merged=merged_input,
     output:
-        generations=expand(
-            f"{R}/generations/{{{{model}}}}/{{{{variant}}}}/{{benchmark}}.jsonl",
-            benchmark=BENCHMARKS,
-        ),
-        meta=f"{R}/generations/{{model}}/{{variant}}/meta.json",
+        generations=f"{R}/generations/{{model}}/{{variant}}/{{benchmark}}.jsonl",
+        meta=f"{R}/generations/{{model}}/{{variant}}/{{benchmark}}.meta.json",
     log:
-        f"{R}/logs/generations/{{model}}/{{variant}}.log",
+        f"{R}/logs/generations/{{model}}/{{variant}}/{{benchmark}}.log",
     benchmark:
-        f"{R}/benchmarks_tsv/generate/{{model}}/{{variant}}.tsv"
+        f"{R}/benchmarks_tsv/generate/{{model}}/{{variant}}/{{benchmark}}.tsv"
     conda:
         generation_env()
     threads: threads_of("generate")

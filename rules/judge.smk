@@ -1,5 +1,6 @@
-# Judging, separate from generation: one rule per configured judge, one job per (variant, judge),
-# one output file per (variant, benchmark, judge). Adding or swapping a judge never regenerates.
+# Judging, separate from generation: one rule per configured judge, one job per grid cell
+# (model, variant, benchmark) of the benchmarks the judge applies to (its `applies_to`): a judge
+# never reads a benchmark it does not judge. Adding or swapping a judge never regenerates.
 
 for _judge in JUDGES:
 
@@ -7,17 +8,19 @@ for _judge in JUDGES:
         name:
             f"judge_{_judge}"
         input:
-            generations=generation_files(_judge),
+            generations=f"{R}/generations/{{model}}/{{variant}}/{{benchmark}}.jsonl",
             judge_model=judge_input(_judge),
             # A tiny-world judge judges once it passed its validation.
             validation=judge_validation_input(_judge),
         output:
-            judgments=judgment_files(_judge),
-            meta=f"{R}/judgments/{{model}}/{{variant}}/{_judge}.meta.json",
+            judgments=f"{R}/judgments/{{model}}/{{variant}}/{{benchmark}}/{_judge}.jsonl",
+            meta=f"{R}/judgments/{{model}}/{{variant}}/{{benchmark}}/{_judge}.meta.json",
         log:
-            f"{R}/logs/judgments/{{model}}/{{variant}}/{_judge}.log",
+            f"{R}/logs/judgments/{{model}}/{{variant}}/{{benchmark}}/{_judge}.log",
         benchmark:
-            f"{R}/benchmarks_tsv/judge/{{model}}/{{variant}}/{_judge}.tsv"
+            f"{R}/benchmarks_tsv/judge/{{model}}/{{variant}}/{{benchmark}}/{_judge}.tsv"
+        wildcard_constraints:
+            benchmark=judged_benchmarks(_judge),
         conda:
             judge_env(_judge)
         threads: threads_of("judge", _judge)

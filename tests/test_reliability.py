@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG_CASES = [
     # --- 1. unknown keys are errors everywhere, named where they were written
     ("top_level_typo", "trainig: {beta: 0.1}", [],
-     "config.trainig: unknown key (did you mean training?); allowed: offline, world, models"),
+     "config.trainig: unknown key (did you mean training?); allowed: offline, hub_lock, world, models"),
     ("training_typo", "training: {learnig_rate: 0.1}", [],
      "config.training.learnig_rate: unknown key (did you mean learning_rate?)"),
     ("method_typo", "methods: {safe_dpo: {warmup_ratio_typo: 0.1}}", [],

@@ -445,7 +445,7 @@ def test_shell_commands_quote_every_config_string(default_config, tmp_path):
     cfg = _write_config(work, config)
     dry = _snakemake(work, "-n", "-p", "--configfile", cfg)
     assert dry.returncode == 0, dry.stderr[-3000:]
-    seen = {"generate": 0, "judge": 0, "capability": 0}
+    seen = {"generate": 0, "toxicity_benign": 0, "judge": 0, "capability": 0}
     for line in dry.stdout.splitlines():
         if "-m safealign." not in line:
             continue
@@ -456,7 +456,9 @@ def test_shell_commands_quote_every_config_string(default_config, tmp_path):
             assert words[1] == config["generation"]["vllm_python"]
             params = json.loads(words[words.index("--params") + 1])
             prompts = {b["name"]: b["system_prompt"] for b in params["benchmarks"]}
-            assert prompts["toxicity_benign"] == HOSTILE_PROMPT
+            if "toxicity_benign" in prompts:  # one generation job per (variant, benchmark)
+                seen["toxicity_benign"] += 1
+                assert prompts["toxicity_benign"] == HOSTILE_PROMPT
         elif module == "safealign.judge" and words[1] != "python":
             seen["judge"] += 1
             assert words[1] == config["generation"]["vllm_python"]
@@ -497,7 +499,7 @@ def test_fake_token_never_reaches_an_output_and_config_strings_are_quoted(defaul
     cfg = _write_config(work, _small_world(default_config))
     # Base generation only: training, judging and the report are covered with a fake token by the
     # shared tiny-grid run (tests/test_workflow.py::test_fake_hub_token_reaches_no_output).
-    targets = ["results/generations/tiny/base/meta.json"]
+    targets = ["results/generations/tiny/base/toxicity_benign.meta.json"]  # one generation cell
     env = {"HF_TOKEN": FAKE_TOKEN, "HUGGING_FACE_HUB_TOKEN": FAKE_TOKEN}
     dry = _snakemake(work, *targets, "-n", "-p", "--configfile", cfg, env=env)
     assert dry.returncode == 0, dry.stderr[-3000:]
@@ -512,7 +514,7 @@ def test_fake_token_never_reaches_an_output_and_config_strings_are_quoted(defaul
 
     run = _snakemake(work, *targets, "--cores", "2", "--configfile", cfg, env=env)
     assert run.returncode == 0, run.stderr[-5000:]
-    meta = json.loads((work / "results/generations/tiny/base/meta.json").read_text())
+    meta = json.loads((work / targets[0]).read_text())
     assert meta["benchmarks"]["toxicity_benign"]["system_prompt"] == HOSTILE_PROMPT
     assert not list(work.rglob("PWNED*"))
 

@@ -234,8 +234,9 @@ def test_browser_data_keeps_every_variant_per_prompt():
 def test_cost_tables_per_rule_and_cell(tmp_path):
     root = tmp_path / "benchmarks_tsv"
     head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-    files = {"train/m/dpo-seed0.tsv": (100.0, 90.0), "generate/m/dpo-seed0.tsv": (20.0, 15.0),
-             "judge/m/dpo-seed0/lg.tsv": (10.0, 8.0), "aggregate.tsv": (1.0, 1.0)}
+    # The grid's layout: generation per (model, variant, benchmark), judging per (.., judge).
+    files = {"train/m/dpo-seed0.tsv": (100.0, 90.0), "generate/m/dpo-seed0/b.tsv": (20.0, 15.0),
+             "judge/m/dpo-seed0/b/lg.tsv": (10.0, 8.0), "aggregate.tsv": (1.0, 1.0)}
     paths = []
     for rel, (s, cpu) in files.items():
         p = root / rel
@@ -246,6 +247,30 @@ def test_cost_tables_per_rule_and_cell(tmp_path):
     assert per_rule.loc["train", "gpu_s"] == 200.0 and per_rule.loc["judge_lg", "cpu_s"] == 8.0
     assert per_cell.loc["m/dpo-seed0", "jobs"] == 3 and per_cell.loc["m/dpo-seed0", "wall_s"] == 130.0
     assert "aggregate" in per_rule.index and "" not in per_cell.index
+
+
+def test_variant_metas_join_the_cells_provenance_per_variant(tmp_path):
+    """Each generation and judgment cell writes its own meta; the report reads them per variant,
+    the cells' benchmarks (generation) and files (judgment) joined."""
+    import json
+
+    from safealign.report import variant_metas
+
+    paths = []
+    for b in ("alert", "xstest"):
+        gen = tmp_path / "results" / "generations" / "m" / "dpo-seed0" / f"{b}.meta.json"
+        judged = tmp_path / "results" / "judgments" / "m" / "dpo-seed0" / b / "lg.meta.json"
+        for path, record in ((gen, {"model": {"path": "base"}, "benchmarks": {b: {"n_prompts": len(b)}}}),
+                             (judged, {"judge": "lg", "type": "llama_guard", "files": {f"{b}.jsonl": {"n": 1}}})):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record))
+            paths.append(str(path))
+    metas = variant_metas(paths)
+    assert set(metas) == {"m/dpo-seed0/generation", "m/dpo-seed0/lg"}
+    assert metas["m/dpo-seed0/generation"]["benchmarks"] == {"alert": {"n_prompts": 5}, "xstest": {"n_prompts": 6}}
+    assert metas["m/dpo-seed0/generation"]["model"] == {"path": "base"}
+    assert metas["m/dpo-seed0/lg"]["files"] == {"alert.jsonl": {"n": 1}, "xstest.jsonl": {"n": 1}}
+    assert metas["m/dpo-seed0/lg"]["type"] == "llama_guard"
 
 
 def test_cost_tables_take_a_warm_jobs_cpu_and_memory_from_its_log(tmp_path):

@@ -117,6 +117,98 @@ def test_one_methods_beta_changes_only_its_own_training_job():
     assert sum(a != b for a, b in zip(BASE_PARAMS["train"], after, strict=True)) == 1
 
 
+# ---------------------------------------------------------------- the unit of rerun is the grid cell
+
+BASE_JOBS = Dag(BASE).job_params()
+
+
+def changed_jobs(edit: Callable[[dict], Any]) -> dict[str, set[str]]:
+    """Per rule, the jobs (named by their wildcards, Dag.job_params) whose params differ after
+    ``edit``, or that appear or disappear with it: exactly the jobs Snakemake reruns for their
+    own params (their dependants rerun through their inputs)."""
+    config = copy.deepcopy(BASE)
+    edit(config)
+    after = Dag(config).job_params()
+    out = {}
+    for rule in BASE_JOBS.keys() | after.keys():
+        before_jobs, after_jobs = BASE_JOBS.get(rule, {}), after.get(rule, {})
+        jobs = {j for j in before_jobs.keys() | after_jobs.keys() if before_jobs.get(j) != after_jobs.get(j)}
+        if jobs:
+            out[rule] = jobs
+    return out
+
+
+def cells(benchmarks: list[str], config: dict = BASE) -> set[str]:
+    """The grid cells model/variant/benchmark of ``benchmarks``, for every variant of ``config``."""
+    return {f"{v.model}/{v.name}/{b}" for v in Dag(config).variants.values() for b in benchmarks}
+
+
+def judge_cells(config: dict, benchmarks: list[str]) -> dict[str, set[str]]:
+    """judge_<j> -> the cells of ``benchmarks`` that judge j applies to (its applies_to)."""
+    from safealign import grid
+
+    out = {f"judge_{j}": cells([b for b in grid.benchmarks_for(config, j) if b in benchmarks], config)
+           for j in config["judges"]}
+    return {rule: c for rule, c in out.items() if c}
+
+
+def test_one_benchmarks_generation_setting_reruns_only_its_generation_cells():
+    bench = next(iter(BASE["benchmarks"]))
+    changed = changed_jobs(setitem(f"benchmarks.{bench}.generation.max_new_tokens", 16))
+    # Its judges, metrics and aggregate rerun through their inputs, not their params.
+    assert changed == {"generate": cells([bench]), "report": {""}}
+
+
+def test_a_new_benchmark_adds_only_its_own_cells():
+    name, spec = next(iter(BASE["benchmarks"].items()))
+    config = copy.deepcopy(BASE)
+    config["benchmarks"][f"{name}_copy"] = copy.deepcopy(spec)
+
+    def edit(c: dict) -> None:
+        c["benchmarks"][f"{name}_copy"] = copy.deepcopy(spec)
+
+    changed = changed_jobs(edit)
+    new = f"{name}_copy"
+    # metrics read every benchmark's kind (a new column of the variant's table): one per variant.
+    expected = {"benchmark_prompts": {new}, "generate": cells([new]), **judge_cells(config, [new]),
+                "metrics": {f"{v.model}/{v.name}" for v in Dag(BASE).variants.values()}, "report": {""}}
+    assert changed == expected
+    assert all(job.endswith(f"/{new}") for rule in changed if rule.startswith(("generate", "judge_"))
+               for job in changed[rule])
+
+
+def test_one_judges_setting_reruns_only_that_judges_cells():
+    from safealign import grid
+
+    judge = next(j for j in BASE["judges"] if grid.benchmarks_for(BASE, j))
+    changed = changed_jobs(setitem(f"judges.{judge}.batch_size", 3))
+    expected = {f"judge_{judge}": cells(grid.benchmarks_for(BASE, judge)), "report": {""}}
+    if any(j == judge for j in BASE["judges"] if Dag(BASE).judge_is_world(j)):
+        expected["validate_judge"] = {judge}
+    assert changed == expected
+
+
+@pytest.mark.parametrize("direction", ["gain", "lose"])
+def test_an_applies_to_change_reruns_only_the_cells_gained_or_lost(direction):
+    from safealign import grid
+
+    kinds = {s["kind"] for s in BASE["benchmarks"].values()}
+    judge = next(j for j, s in BASE["judges"].items() if 0 < len(s["applies_to"]) and set(s["applies_to"]) < kinds)
+    applies = list(BASE["judges"][judge]["applies_to"])
+    if direction == "gain":
+        kind = sorted(kinds - set(applies))[0]
+        new = applies + [kind]
+    else:
+        kind = applies[0]
+        new = applies[1:]
+    moved = [b for b, s in BASE["benchmarks"].items() if s["kind"] == kind]
+    changed = changed_jobs(setitem(f"judges.{judge}.applies_to", new))
+    assert changed == {f"judge_{judge}": cells(moved), "report": {""}}
+    after = copy.deepcopy(BASE)
+    after["judges"][judge]["applies_to"] = new
+    assert set(grid.benchmarks_for(after, judge)) ^ set(grid.benchmarks_for(BASE, judge)) == set(moved)
+
+
 def test_vllm_backend_reruns_generation_and_the_llama_guard_judge_only():
     edit = setitem("generation", {**BASE["generation"], "backend": "vllm", "vllm_python": "/opt/v/python"})
     assert changed(edit) == {"generate", "judge_llama_guard", "validate_judge", "report"}

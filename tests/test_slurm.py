@@ -83,6 +83,14 @@ GROUP_HEADER = re.compile(r"Group job (\w+) \(jobs in lexicogr\. order\):$")
 SUBMITTED = re.compile(
     r"Job ([\w-]+) has been submitted with SLURM jobid (\d+) \(log: (.+)\)\.$", re.M)
 PROFILE_GROUPS = dict(g.split("=", 1) for g in PROFILE.get("groups", []))
+# Groups of GPU-routed rules only (the grid cells' generation and model judges): their members may
+# use GPUs, each run as its own `srun --gpus` step inside the group job's allocation.
+GPU_GROUPS = {g for g in set(PROFILE_GROUPS.values())
+              if all(rule in GPU_ROUTED for rule, group in PROFILE_GROUPS.items() if group == g)}
+# Groups of one rule's grid cells (`<name>_cells`): bulk jobs (GPU cells, or the toxicity judge's
+# multi-threaded CPU cells) batched per submission, not the small one-thread jobs of the other groups.
+CELL_GROUPS = {g for g in set(PROFILE_GROUPS.values()) if g.endswith("_cells")
+               and len({rule for rule, group in PROFILE_GROUPS.items() if group == g}) == 1}
 SBATCH_CALL = re.compile(r"^sbatch call: (sbatch .*)$", re.M)
 
 
@@ -261,10 +269,12 @@ def test_every_job_ran_once_and_short_cpu_jobs_shared_submissions(smoke: SmokeRu
     assert remote, "the smoke grid scheduled no non-local jobs"
     single = {jid: job for jid, job in remote.items() if job.group is None}
     grouped = {jid: job for jid, job in remote.items() if job.group is not None}
-    # Exactly the profile's grouped rules went into groups, and none of them used a GPU.
+    # Exactly the profile's grouped rules went into groups; only a group of GPU-routed rules
+    # holds jobs that use a GPU.
     assert {job.rule for job in grouped.values()} == {
         rule for rule in PROFILE_GROUPS if any(j.rule == rule for j in remote.values())}
-    assert all(job.group == PROFILE_GROUPS[job.rule] and job.gpus == 0 for job in grouped.values())
+    assert all(job.group == PROFILE_GROUPS[job.rule] and (job.gpus == 0 or job.group in GPU_GROUPS)
+               for job in grouped.values())
     group_submissions = {k: v for k, v in smoke.submitted.items() if isinstance(k, str)}
     # Every ungrouped job was submitted exactly once, each group job once, and nothing else.
     assert set(smoke.submitted) == set(single) | set(group_submissions)
@@ -326,9 +336,10 @@ def test_gpu_jobs_ask_sbatch_for_gpus_on_the_gpu_partition(smoke: SmokeRuns):
 def test_gpu_jobs_respect_the_gpu_jobs_cap(smoke: SmokeRuns):
     cap = yaml.safe_load((OVERLAY / "config.yaml").read_text())["resources"]["gpu_jobs"]
     spans = []
-    for jid, job in smoke.jobs.items():
-        if not job.local and job.gpus > 0:
-            info = scontrol_job(smoke.submitted[jid][0])
+    for jid, (sid, _) in smoke.submitted.items():
+        info = scontrol_job(sid)
+        # A job that uses a GPU, or a group job (a UUID) whose allocation holds GPUs.
+        if (smoke.jobs[jid].gpus > 0) if isinstance(jid, int) else "gpu" in info.get("TresPerJob", ""):
             spans.append((datetime.fromisoformat(info["StartTime"]),
                           datetime.fromisoformat(info["EndTime"])))
     # Most GPU jobs running at once, counting [start, end) in Slurm's whole seconds.
@@ -480,9 +491,11 @@ def rule_families() -> dict[str, tuple[str, str | None]]:
 def test_profile_group_requests_fit_the_configured_runtimes():
     """`snakemake --profile slurm -n` on the paper grid, each group job's request computed with
     Snakemake's own layered group resources (the `-t` the plugin submits): no job asks for more
-    than its rule's configured runtime, no group for more than one configured runtime per rule it
-    holds (its jobs run side by side, not one after another), and the grouped CPU jobs ask for one
-    thread."""
+    than its rule's configured runtime; a CPU group for no more than one configured runtime per
+    rule it holds (its jobs run side by side, not one after another), and its jobs for one thread;
+    a group of one rule's cells (GPU_GROUPS, CELL_GROUPS) for no more GPUs than the profile's gpu_jobs cap (as many
+    cells side by side as fit in `cores`, each on its own GPUs) and no more than the sum of its
+    cells' runtimes."""
     from snakemake.resources import GroupResources
 
     from safealign.configload import load_config
@@ -509,7 +522,8 @@ def test_profile_group_requests_fit_the_configured_runtimes():
     grouped = [b for b in blocks if b["group"] is not None]
     assert {b["rule"] for b in grouped} == {r for r in PROFILE_GROUPS if any(x["rule"] == r for x in blocks)}
     for b in grouped:
-        assert b["threads"] == 1 and int(b["resources"]["gpu"]) == 0, (b["rule"], b["threads"])
+        if PROFILE_GROUPS[b["rule"]] not in GPU_GROUPS | CELL_GROUPS:
+            assert b["threads"] == 1 and int(b["resources"]["gpu"]) == 0, (b["rule"], b["threads"])
 
     cores = PROFILE["cores"]
     constraints = {"_cores": cores, "_nodes": PROFILE["jobs"], **PROFILE.get("resources", {})}
@@ -528,7 +542,7 @@ def test_profile_group_requests_fit_the_configured_runtimes():
 
         levels = [[] for _ in range(1 + max(depth(i) for i in range(len(members))))]
         for i, b in enumerate(members):
-            res = {k: int(v) for k, v in b["resources"].items() if v.isdigit() and k in ("mem_mb", "runtime")}
+            res = {k: int(v) for k, v in b["resources"].items() if v.isdigit() and k in ("mem_mb", "runtime", "gpu")}
             levels[depth(i)].append(SimpleNamespace(resources={**res, "_cores": b["threads"], "_nodes": 1},
                                                     pipe_group=None))
         request = GroupResources.basic_layered(levels, limits, run_local=False,
@@ -537,8 +551,12 @@ def test_profile_group_requests_fit_the_configured_runtimes():
         for b in members:
             per_rule[b["rule"]] = max(per_rule.get(b["rule"], 0), configured(b))
         rules = sorted(per_rule)
-        assert request["runtime"] <= sum(per_rule.values()), (gid, rules, request, per_rule)
         assert request["_cores"] <= cores, (gid, rules, request)
+        if PROFILE_GROUPS[members[0]["rule"]] in GPU_GROUPS | CELL_GROUPS:
+            assert request.get("gpu", 0) <= constraints["gpu_jobs"], (gid, rules, request)
+            assert request["runtime"] <= sum(configured(b) for b in members), (gid, rules, request)
+            continue
+        assert request["runtime"] <= sum(per_rule.values()), (gid, rules, request, per_rule)
 
 
 def documented_resource_examples() -> list[tuple[str, dict]]:

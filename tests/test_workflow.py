@@ -35,6 +35,27 @@ def snakemake(cwd: Path, *args: str, timeout: int = 1800, env: dict | None = Non
                           env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", **(env or {})})
 
 
+def filled_config() -> dict:
+    """config/config.yaml with the schema's defaults, as the workflow sees it."""
+    from test_rerun_contract import BASE
+
+    return json.loads(json.dumps(BASE))
+
+
+def grid_shape(edit=None) -> tuple[list[str], dict[str, list[str]]]:
+    """The default grid's variants, and per judge rule the benchmarks it judges (its applies_to),
+    from config/config.yaml with the schema's defaults (after ``edit``, a function of the config)."""
+    from safealign import grid
+    from safealign.dag import Dag
+
+    config = filled_config()
+    if edit:
+        edit(config)
+    variants = [v.name for v in Dag(config).variants.values()]
+    judged = {f"judge_{j}": grid.benchmarks_for(config, j) for j in config["judges"]}
+    return variants, {rule: b for rule, b in judged.items() if b}
+
+
 def scheduled(dry: subprocess.CompletedProcess) -> dict[str, int]:
     """Job counts per rule from a dry-run's job stats table."""
     table = dry.stdout.split("Job stats:")[-1] if "Job stats:" in dry.stdout else ""
@@ -110,13 +131,21 @@ def test_judges_validated_and_provenance_recorded(grid_run):
     for judge in ("llama_guard", "toxicity"):
         val = json.loads((grid_run / "results" / "judges" / judge / "validation.json").read_text())
         assert val["accuracy"] >= 0.95, (judge, val["accuracy"])
-    meta = json.loads((grid_run / "results" / "judgments" / "tiny" / "base" / "llama_guard.meta.json").read_text())
-    info = next(iter(meta["files"].values()))
-    assert re.fullmatch(r"[0-9a-f]{64}", info["template_sha256"])
-    assert meta["libraries"]["trl"] == "1.16.0"
-    gen = json.loads((grid_run / "results" / "generations" / "tiny" / "base" / "meta.json").read_text())
-    assert {b: m["user_template"] for b, m in gen["benchmarks"].items()} == {
-        b: "{prompt}" for b in ("alert", "alert_adversarial", "xstest", "toxicity_benign", "toxicity_adversarial")}
+    # Provenance per grid cell: each (variant, benchmark, judge) judgment and (variant, benchmark)
+    # generation has its own meta, naming that benchmark only.
+    _, judged = grid_shape()
+    for bench in judged["judge_llama_guard"]:
+        meta = json.loads((grid_run / "results" / "judgments" / "tiny" / "base" / bench / "llama_guard.meta.json")
+                          .read_text())
+        (gen_file, info), = meta["files"].items()
+        assert gen_file.endswith(f"/{bench}.jsonl")
+        assert re.fullmatch(r"[0-9a-f]{64}", info["template_sha256"])
+        assert meta["libraries"]["trl"] == "1.16.0"
+    benchmarks = ("alert", "alert_adversarial", "xstest", "toxicity_benign", "toxicity_adversarial")
+    for bench in benchmarks:
+        gen = json.loads((grid_run / "results" / "generations" / "tiny" / "base" / f"{bench}.meta.json").read_text())
+        assert {b: m["user_template"] for b, m in gen["benchmarks"].items()} == {bench: "{prompt}"}
+        assert re.fullmatch(r"[0-9a-f]{64}", gen["chat_template_sha256"])
 
 
 def test_second_dry_run_has_nothing_to_do(grid_run):
@@ -129,9 +158,11 @@ def test_changing_one_beta_reruns_only_that_chain(grid_run):
     dry = snakemake(grid_run, "-n", "--cores", "2", "--config", "methods={safe_nca: {beta: 0.2}}")
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = scheduled(dry)
-    assert jobs == {"train": 1, "generate": 1, "judge_llama_guard": 1, "judge_refusal": 1,
-                    "judge_toxicity": 1, "capability": 1, "metrics": 1, "aggregate": 1,
-                    "report": 1, "all": 1}, jobs
+    _, judged = grid_shape()
+    n_benchmarks = len(set().union(*judged.values()))
+    # The variant's chain: its training, a generation per benchmark, a judgment per judged cell.
+    assert jobs == {"train": 1, "generate": n_benchmarks, **{rule: len(b) for rule, b in judged.items()},
+                    "capability": 1, "metrics": 1, "aggregate": 1, "report": 1, "all": 1}, jobs
     assert "safe_nca-seed0" in dry.stdout
     assert not re.search(r"wildcards: .*variant=(?!safe_nca-seed0)", dry.stdout)
 
@@ -142,7 +173,46 @@ def test_adding_a_judge_never_regenerates(grid_run):
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = scheduled(dry)
     assert "generate" not in jobs and "train" not in jobs
-    assert jobs["judge_refusal2"] == 15
+    variants, _ = grid_shape()
+    overrefusal = [b for b, s in filled_config()["benchmarks"].items() if s["kind"] == "overrefusal"]
+    assert jobs["judge_refusal2"] == len(variants) * len(overrefusal)
+
+
+# The unit of rerun is the grid cell (model, variant, benchmark[, judge]): one benchmark's edit
+# reruns its generation cells and the judgments of those cells, then every variant's metrics.
+def _cells_rerun(grid_run, config_arg: str) -> tuple[dict[str, int], str]:
+    dry = snakemake(grid_run, "-n", "--cores", "2", "--config", config_arg)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    return scheduled(dry), dry.stdout
+
+
+def test_one_benchmarks_generation_setting_reruns_only_its_cells(grid_run):
+    jobs, out = _cells_rerun(grid_run, "benchmarks={xstest: {generation: {max_new_tokens: 16}}}")
+    variants, judged = grid_shape()
+    n = len(variants)
+    assert jobs == {"generate": n, **{rule: n for rule, b in judged.items() if "xstest" in b},
+                    "metrics": n, "aggregate": 1, "report": 1, "all": 1}, jobs
+    assert not re.search(r"wildcards: .*benchmark=(?!xstest\b)", out)
+
+
+def test_a_new_benchmark_runs_only_its_own_cells(grid_run):
+    new = {"kind": "overrefusal", "loader": "xstest", "source": {"world": "xstest"}}
+    jobs, out = _cells_rerun(grid_run, "benchmarks={xstest_copy: {kind: overrefusal, loader: xstest, "
+                                       "source: {world: xstest}}}")
+    variants, judged = grid_shape(lambda c: c["benchmarks"].update(xstest_copy=new))
+    n = len(variants)
+    assert jobs == {"benchmark_prompts": 1, "generate": n,
+                    **{rule: n for rule, b in judged.items() if "xstest_copy" in b},
+                    "metrics": n, "aggregate": 1, "report": 1, "all": 1}, jobs
+    assert not re.search(r"wildcards: .*benchmark=(?!xstest_copy\b)", out)
+
+
+def test_an_applies_to_change_runs_only_the_cells_gained(grid_run):
+    jobs, out = _cells_rerun(grid_run, "judges={toxicity: {applies_to: [toxicity, overrefusal]}}")
+    variants, _ = grid_shape()
+    n = len(variants)
+    assert jobs == {"judge_toxicity": n, "metrics": n, "aggregate": 1, "report": 1, "all": 1}, jobs
+    assert not re.search(r"wildcards: .*benchmark=(?!xstest\b)", out)
 
 
 def test_bad_config_fails_before_any_job_and_loses_nothing(grid_run):
@@ -188,8 +258,8 @@ def test_jobs_ran_in_forks_of_the_warm_server(grid_run):
     warm = set(warm_logs(grid_run / "results"))
     cold = [str(p.relative_to(logs)) for p in logs.rglob("*.log") if "running cold" in p.read_text(errors="replace")]
     assert not cold, cold
-    for pattern in ("models/tiny/*/train.log", "generations/tiny/*.log", "judgments/tiny/*/llama_guard.log",
-                    "judgments/tiny/*/toxicity.log", "capability/tiny/*.log"):
+    for pattern in ("models/tiny/*/train.log", "generations/tiny/*/*.log", "judgments/tiny/*/*/llama_guard.log",
+                    "judgments/tiny/*/*/toxicity.log", "capability/tiny/*.log"):
         jobs = {str(p.relative_to(logs)) for p in logs.glob(pattern)}
         assert len(jobs) >= 14 and jobs <= warm, (pattern, sorted(jobs - warm))
     server_log = (grid_run / ".snakemake" / "log" / "safealign-warm.log").read_text()

@@ -215,12 +215,13 @@ class Dag:
                 jobs.append((f"{B}/train/{cell}.tsv", gpu("train", model=v.model)))
             if self.serving_of(w)["mode"] == "merged":
                 jobs.append((f"{B}/merge/{cell}.tsv", gpu("merge", model=v.model)))
-            jobs.append((f"{B}/generate/{cell}.tsv", gpu("generate", model=v.model)))
+            for b in self.benchmarks:
+                jobs.append((f"{B}/generate/{cell}/{b}.tsv", gpu("generate", model=v.model)))
             jobs.append((f"{B}/capability/{cell}.tsv", gpu("capability", model=v.model)))
             jobs.append((f"{B}/metrics/{cell}.tsv", gpu("default", model=v.model)))
             for j in self.judges:
-                if grid.benchmarks_for(self.config, j):
-                    jobs.append((f"{B}/judge/{cell}/{j}.tsv", gpu("judge", model=v.model, judge=j)))
+                for b in grid.benchmarks_for(self.config, j):
+                    jobs.append((f"{B}/judge/{cell}/{b}/{j}.tsv", gpu("judge", model=v.model, judge=j)))
         return jobs
 
     def benchmark_files(self) -> list[str]:
@@ -237,9 +238,11 @@ class Dag:
                 for b in self.benchmarks for j in grid.judges_for(self.config, b)]
 
     def report_meta_files(self) -> list[str]:
-        gen = self.variant_files(f"{R}/generations/{{model}}/{{variant}}/meta.json")
-        judge = [f"{R}/judgments/{v.model}/{v.name}/{j}.meta.json" for v in self.variants.values()
-                 for j in self.judges if grid.benchmarks_for(self.config, j)]
+        """Every grid cell's provenance: each generation's, then each judgment's."""
+        gen = [f"{R}/generations/{v.model}/{v.name}/{b}.meta.json" for v in self.variants.values()
+               for b in self.benchmarks]
+        judge = [f"{R}/judgments/{v.model}/{v.name}/{b}/{j}.meta.json" for v in self.variants.values()
+                 for j in self.judges for b in grid.benchmarks_for(self.config, j)]
         return gen + judge
 
     # ------------------------------------------------------------ sources and model refs
@@ -456,12 +459,15 @@ class Dag:
         return gen
 
     def p_generate(self, wildcards: Any) -> str:
+        """One cell's generation: the model, the variant's serving plan and this benchmark's own
+        prompt rendering and generation settings (no other benchmark's)."""
+        b = wildcards.benchmark
         benches = [{
             "name": b,
             "system_prompt": self.config["benchmarks"][b].get("system_prompt"),
             "user_template": self.config["benchmarks"][b].get("user_template") or "{prompt}",
             "generation": self.generation_settings(b),
-        } for b in self.benchmarks]
+        }]
         return grid.canonical({
             "model": self.model_ref(wildcards.model),
             "benchmarks": benches,
@@ -524,12 +530,16 @@ class Dag:
         value = self.config["judges"][wildcards.judge].get("min_validation_accuracy")
         return [] if value is None else ["--min-validation-accuracy", str(value)]
 
-    def generation_files(self, judge: str) -> list[str]:
-        return [f"{R}/generations/{{model}}/{{variant}}/{b}.jsonl" for b in grid.benchmarks_for(self.config, judge)]
+    def judged_benchmarks(self, judge: str) -> str:
+        """Wildcard regex of the benchmarks ``judge`` applies to (its rule's {benchmark}); one that
+        matches nothing when it applies to none."""
+        names = grid.benchmarks_for(self.config, judge)
+        return grid.wildcard_regex(names) if names else "(?!)"
 
-    def judgment_files(self, judge: str) -> list[str]:
-        return [f"{R}/judgments/{{model}}/{{variant}}/{b}/{judge}.jsonl"
-                for b in grid.benchmarks_for(self.config, judge)]
+    def generation_meta_inputs(self, wildcards: Any) -> list[str]:
+        """The variant's generation provenance, one file per benchmark (each holds the chat
+        template hash that metrics checks against training's)."""
+        return [f"{R}/generations/{wildcards.model}/{wildcards.variant}/{b}.meta.json" for b in self.benchmarks]
 
     def judgment_inputs(self, wildcards: Any) -> list[str]:
         return [f"{R}/judgments/{wildcards.model}/{wildcards.variant}/{b}/{j}.jsonl"
@@ -600,38 +610,56 @@ class Dag:
     def rule_params(self) -> dict[str, list[str]]:
         """Every job's rerun-tracked params (the ``p_*`` above), per rule: what the rerun contract
         compares. One entry per job of the grid, in a stable order."""
+        return {rule: list(jobs.values()) for rule, jobs in self.job_params().items()}
+
+    def job_params(self) -> dict[str, dict[str, str]]:
+        """Every job's rerun-tracked params, per rule and per job: the job is named by its
+        wildcards (``model/variant/benchmark`` for a generation or judgment cell, ``model/variant``
+        for a variant's jobs, ``""`` for a rule with one job). What the rerun contract compares
+        cell by cell: a job whose params differ reruns, a job that appears is new."""
+        c = self.config
+        W = SimpleNamespace
+        out: dict[str, dict[str, str]] = {}
+        for rule, params in self._global_params().items():
+            out[rule] = dict(params)
+        variants = [W(model=v.model, variant=v.name) for v in self.variants.values()]
+        cell = "{0.model}/{0.variant}".format
+        out["merge_adapter"] = {cell(w): self.p_merge(w) for w in variants if self.serving_of(w)["mode"] == "merged"}
+        out["generate"] = {f"{cell(w)}/{b}": self.p_generate(W(model=w.model, variant=w.variant, benchmark=b))
+                           for w in variants for b in self.benchmarks}
+        for j in self.judges:
+            out[f"judge_{j}"] = {f"{cell(w)}/{b}": self.judge_params(j)
+                                 for w in variants for b in grid.benchmarks_for(c, j)}
+        out["capability"] = {cell(w): self.p_capability(w) + self.p_capability_ref(w) for w in variants}
+        out["metrics"] = {cell(w): self.p_metrics(w) for w in variants}
+        out["aggregate"] = {"": self.p_aggregate(W())}
+        out["report"] = {"": self.p_report(W())}
+        return {rule: jobs for rule, jobs in out.items() if jobs}
+
+    def _global_params(self) -> dict[str, list[tuple[str, str]]]:
+        """(job name, params) of the jobs before generation: data, models, judges, training."""
         c = self.config
         models = sorted({v.model for v in self.variants.values()})
         trained = [v for v in self.variants.values() if v.method is not None]
-        out: dict[str, list[str]] = {}
+        out: dict[str, list[tuple[str, str]]] = {}
         W = SimpleNamespace
         if self.uses_world():
-            out["world_data"] = [self.p_world(W())]
-        out["world_base_model"] = [self.p_world_model(W(model=m)) for m in models if "world" in c["models"][m]]
-        out["package_model"] = [self.p_package_model(W(model=m)) for m in models if "package" in c["models"][m]]
+            out["world_data"] = [("", self.p_world(W()))]
+        out["world_base_model"] = [(m, self.p_world_model(W(model=m))) for m in models if "world" in c["models"][m]]
+        out["package_model"] = [(m, self.p_package_model(W(model=m))) for m in models if "package" in c["models"][m]]
         world_judges = [j for j in self.judges if self.judge_is_world(j)]
-        out["world_judge_model"] = [self.p_world_judge(W(judge=j)) for j in world_judges]
-        out["validate_judge"] = [self.p_judge(W(judge=j)) for j in world_judges]
-        out["benchmark_prompts"] = [self.p_benchmark(W(benchmark=b)) for b in self.benchmarks]
+        out["world_judge_model"] = [(j, self.p_world_judge(W(judge=j))) for j in world_judges]
+        out["validate_judge"] = [(j, self.p_judge(W(judge=j))) for j in world_judges]
+        out["benchmark_prompts"] = [(b, self.p_benchmark(W(benchmark=b))) for b in self.benchmarks]
         if trained:
-            out["preference_data"] = [self.p_preference(W())]
+            out["preference_data"] = [("", self.p_preference(W()))]
             if self.onpolicy_spec():
-                out["onpolicy_prompts"] = [self.p_onpolicy_prompts(W())]
-                out["onpolicy_generate"] = [self.p_onpolicy_generate(W())]
+                out["onpolicy_prompts"] = [("", self.p_onpolicy_prompts(W()))]
+                out["onpolicy_generate"] = [("", self.p_onpolicy_generate(W()))]
         refs = sorted({(v.model, grid.reference_key(v.settings)) for v in trained if grid.shares_reference(v.settings)})
-        out["ref_logps"] = [self.p_ref_logps(W(model=m, refkey=k)) for m, k in refs]
-        out["train"] = [self.p_train(W(model=v.model, variant=v.name)) for v in trained]
-        cells = [W(model=v.model, variant=v.name) for v in self.variants.values()]
-        out["merge_adapter"] = [self.p_merge(w) for w in cells if self.serving_of(w)["mode"] == "merged"]
-        out["generate"] = [self.p_generate(w) for w in cells]
-        for j in self.judges:
-            if grid.benchmarks_for(c, j):
-                out[f"judge_{j}"] = [self.judge_params(j) for _ in cells]
-        out["capability"] = [self.p_capability(w) + self.p_capability_ref(w) for w in cells]
-        out["metrics"] = [self.p_metrics(w) for w in cells]
-        out["aggregate"] = [self.p_aggregate(W())]
-        out["report"] = [self.p_report(W())]
-        return {rule: params for rule, params in out.items() if params}
+        out["ref_logps"] = [(f"{m}/{k}", self.p_ref_logps(W(model=m, refkey=k))) for m, k in refs]
+        out["train"] = [(f"{v.model}/{v.name}", self.p_train(W(model=v.model, variant=v.name))) for v in trained]
+        return out
 
     # ------------------------------------------------------------ resources
 

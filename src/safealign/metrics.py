@@ -369,15 +369,15 @@ def variant_metrics(params: dict[str, Any] | MetricsSpec, judgments: dict[tuple[
 COUNTS = ("parse_failures", "category_line_flagged")
 
 
-def check_chat_templates(variant: str, train_logs: list[str], generation_meta: str | None,
+def check_chat_templates(variant: str, train_logs: list[str], generation_metas: list[str],
                          capability: dict | None) -> None:
     """The variant was generated and evaluated with the chat template it was trained with
     (``chat_template_sha256`` in each stage's record; :func:`safealign.chat.check_same_template`)."""
     hashes: dict[str, str | None] = {}
     for path in train_logs:
         hashes[f"training ({path})"] = io.read_json(path).get("chat_template_sha256")
-    if generation_meta:
-        hashes[f"generation ({generation_meta})"] = io.read_json(generation_meta).get("chat_template_sha256")
+    for path in generation_metas:  # one per benchmark (each generation cell records its own)
+        hashes[f"generation ({path})"] = io.read_json(path).get("chat_template_sha256")
     if capability is not None:
         hashes["capability (lm-eval)"] = (capability.get("provenance") or {}).get("chat_template_sha256")
     check_same_template(variant, hashes)
@@ -393,7 +393,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--disagreements", required=True)
     p.add_argument("--outcomes", required=True, help="per-prompt outcomes (csv), for comparisons.csv")
-    p.add_argument("--generation-meta", help="the variant's generation meta.json (its chat template hash)")
+    p.add_argument("--generation-meta", nargs="*", default=[],
+                   help="the variant's generation provenance, one <benchmark>.meta.json per benchmark "
+                        "(its chat template hash)")
     p.add_argument("--train-log", nargs="*", default=[], help="the variant's train.json (none for the base model)")
     args = p.parse_args(argv)
     spec = MetricsSpec.from_params(setup(args))

@@ -656,8 +656,8 @@ def _step_of(rel: Path) -> tuple[str, str]:
     head = parts[0]
     if head in ("train", "generate", "capability", "metrics", "merge") and len(parts) >= 3:
         return {"merge": "merge_adapter"}.get(head, head), f"{parts[1]}/{parts[2]}"
-    if head == "judge" and len(parts) >= 4:
-        return f"judge_{parts[3]}", f"{parts[1]}/{parts[2]}"
+    if head == "judge" and len(parts) >= 4:  # judge/<model>/<variant>/<benchmark>/<judge>
+        return f"judge_{parts[-1]}", f"{parts[1]}/{parts[2]}"
     if head == "models" and len(parts) >= 3:
         return ("world_base_model" if parts[2] == "base" else "ref_logps"), parts[1]
     if head == "judges" and len(parts) >= 3:
@@ -719,6 +719,28 @@ def cost_tables(paths: list[str], gpus: dict[str, int], root: Path | None = None
 
 
 # ---------------------------------------------------------------- provenance
+
+
+def variant_metas(paths: list[str]) -> dict[str, Any]:
+    """The grid cells' provenance files merged per variant: ``<model>/<variant>/generation`` from
+    each ``generations/<model>/<variant>/<benchmark>.meta.json`` (their ``benchmarks`` joined), and
+    ``<model>/<variant>/<judge>`` from each ``judgments/<model>/<variant>/<benchmark>/<judge>.meta.json``
+    (their ``files`` joined). The rest of a record (model, libraries, serving) is the variant's,
+    the same in each of its cells; the first cell's is kept."""
+    metas: dict[str, Any] = {}
+    for path in paths:
+        q = Path(path).parts
+        name = q[-1].removesuffix(".meta.json")
+        if len(q) >= 5 and q[-5] == "judgments":
+            key, joined = f"{q[-4]}/{q[-3]}/{name}", "files"
+        else:
+            key, joined = f"{q[-3]}/{q[-2]}/generation", "benchmarks"
+        meta = io.read_json(path)
+        if key in metas:
+            metas[key][joined] = {**(metas[key].get(joined) or {}), **(meta.get(joined) or {})}
+        else:
+            metas[key] = meta
+    return metas
 
 
 def git_commit(cwd: Path) -> str:
@@ -962,7 +984,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--validations", nargs="*", default=[])
     p.add_argument("--train-logs", nargs="*", default=[])
     p.add_argument("--judgments", nargs="*", default=[], help="results/judgments/<m>/<v>/<bench>/<judge>.jsonl")
-    p.add_argument("--metas", nargs="*", default=[], help="generation meta.json and judge .meta.json files")
+    p.add_argument("--metas", nargs="*", default=[],
+                   help="each grid cell's generation and judgment .meta.json (report.variant_metas)")
     p.add_argument("--capability", nargs="*", default=[])
     p.add_argument("--benchmarks", nargs="*", default=[], help="the jobs' benchmark TSVs")
     p.add_argument("--logs", nargs="*", help="each benchmark TSV's job log, in the same order")
@@ -989,12 +1012,7 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.judgments:
         q = Path(path).parts
         judgments[(q[-4], q[-3], q[-2], q[-1].removesuffix(".jsonl"))] = io.read_jsonl(path)
-    metas = {}
-    for path in args.metas:
-        q = Path(path).parts
-        key = (f"{q[-3]}/{q[-2]}/generation" if q[-1] == "meta.json"
-               else f"{q[-3]}/{q[-2]}/{q[-1].removesuffix('.meta.json')}")
-        metas[key] = io.read_json(path)
+    metas = variant_metas(args.metas)
     capability = {f"{Path(c).parts[-2]}/{Path(c).stem}": io.read_json(c) for c in args.capability}
     cost = cost_tables(args.benchmarks, params.gpus, logs=args.logs)
     io.write_text(args.out, render(params, df, io.read_jsonl(args.disagreements), validations, train_logs, cost,

@@ -1,9 +1,11 @@
-"""Generate one variant's responses to every benchmark (the model is loaded once).
+"""Generate one variant's responses to one or more benchmarks (the model is loaded once).
 
     python -m safealign.generate --params JSON [--adapter DIR [--merged DIR]] --prompts P1 P2 .. \
         --out G1 G2 .. --meta FILE [--shard-size N]
 
-``params["benchmarks"]`` lists, in the order of ``--prompts``/``--out``, each benchmark's name,
+The workflow runs one job per grid cell (model, variant, benchmark): one benchmark, its
+generations file and its own ``--meta``. ``params["benchmarks"]`` lists, in the order of
+``--prompts``/``--out``, each benchmark's name,
 system prompt, user-turn template (``{prompt}`` stands for the benchmark prompt) and generation
 settings. Prompts are rendered with the policy tokenizer's own chat template, then sent to the
 configured backend (transformers or vLLM) one shard of ``--shard-size`` prompts at a time: a killed
