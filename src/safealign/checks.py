@@ -262,7 +262,8 @@ def check_config(config: dict[str, Any], warn: bool = True) -> None:
             _err(f"config.benchmarks.{name}.attacks_per_prompt must be at most the number of attack_types "
                  f"({len(types)}), got {spec['attacks_per_prompt']}")
     pref = config.get("preference_data", {})
-    if not pref.get("source") and not pref.get("on_policy"):
+    trains = any(v.method for v in variants(config))  # an evaluation-only grid (methods: {}) reads no pairs
+    if trains and not pref.get("source") and not pref.get("on_policy"):
         _err("config.preference_data needs a source or on_policy (or both); it has neither")
     if pref.get("on_policy") and pref["on_policy"]["model"] not in config["models"]:
         _err(f"config.preference_data.on_policy.model must be one of config.models {list(config['models'])}, "
