@@ -5,14 +5,13 @@ import copy
 import pandas as pd
 import pytest
 
+from safealign.headline import default_headline, resolve_headline
 from safealign.metrics import COLUMNS
 from safealign.report import (
-    default_headline,
     effective_hyperparameters_table,
     headline_table,
     reference_table,
     render,
-    resolve_headline,
     variant_labels,
 )
 
@@ -156,7 +155,7 @@ from safealign.report import (  # noqa: E402
     headline_claims,
     method_table_html,
 )
-from safealign.report_plots import pareto_front  # noqa: E402
+from safealign.report.plots import pareto_front  # noqa: E402
 
 EVIL = "</script><script>window.__injected=1</script><img src=x onerror=\"window.__injected=2\">"
 
