@@ -14,7 +14,7 @@ from typing import Any
 
 from .chat import PROMPT_PLACEHOLDER
 from .grid import SWEEPABLE, variants
-from .report import check_report_config, global_parts
+from .headline import check_report_config, global_parts
 from .train.methods import LOSS_TYPES, REJECTED, TRAINERS, deviations, key_problems
 
 BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")

@@ -27,7 +27,7 @@ from typing import Any
 
 from . import aggregate as aggregate_spec
 from . import grid, package_model, retry
-from . import report as report_spec
+from . import headline as report_spec
 from .data.onpolicy import ARMS as ONPOLICY_ARMS
 from .data.onpolicy import SOURCES as ONPOLICY_SOURCES
 from .data.onpolicy import kind as onpolicy_kind

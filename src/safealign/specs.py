@@ -398,7 +398,7 @@ class ReportSpec(Spec):
 
     STAGE: ClassVar[str] = "report"
 
-    headline: list[dict[str, Any]] = req("The resolved headline columns (safealign.report.resolve_headline).")
+    headline: list[dict[str, Any]] = req("The resolved headline columns (safealign.headline.resolve_headline).")
     title: str = opt("safealign report", "Report title.")
     paper_reference: list[dict[str, Any]] = opt([], "The paper's own figures, shown beside this run's.")
     config_sha256: str = opt("–", "SHA-256 of the merged, validated config's canonical JSON.")
