@@ -338,3 +338,24 @@ def test_page_text_is_escaped_by_the_template(df, cfg):
     assert f"<style>\n{resource('report.css')}</style>" in page
     assert page.startswith("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta ")
     assert page.endswith("</body></html>\n") and not page.endswith("\n\n")
+
+
+def test_a_reference_naming_its_model_has_that_models_row_only(df):
+    """Figure 1's bars are per model (config/paper-figure1.yaml): a figure with ``model:`` is put
+    beside that model's base only; without it, one row per model of the run."""
+    models = sorted(df.model.unique())
+    other = df.assign(model="other_model")
+    both = pd.concat([df, other])
+    ref = {**REFS[0], "label": "one model"}
+    t = reference_table(both, [ref, {**ref, "label": "named", "model": models[0]}])
+    assert sorted(t[t["paper figure"] == "one model"].model) == sorted([*models, "other_model"])
+    named = t[t["paper figure"] == "named"]
+    assert list(named.model) == [models[0]] and list(named["this run"]) == ["0.55"]
+
+
+def test_a_reference_model_must_be_configured():
+    from safealign.headline import check_report_config
+
+    cfg = {"models": {"m": {}}, "benchmarks": {}, "judges": {},
+           "report": {"paper_reference": [{**REFS[3], "model": "nope"}]}}
+    assert any("paper_reference[0].model 'nope' is not a config.models name" in e for e in check_report_config(cfg))

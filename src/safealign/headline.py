@@ -113,6 +113,9 @@ def check_report_config(config: dict[str, Any]) -> list[str]:
         if e.get("compare", "none") not in REFERENCE_COMPARE:
             errors.append(f"config.report.paper_reference[{i}].compare must be one of "
                           f"{list(REFERENCE_COMPARE)}, got {e.get('compare')!r}")
+        if e.get("model") is not None and e["model"] not in (config.get("models") or {}):
+            errors.append(f"config.report.paper_reference[{i}].model {e['model']!r} is not a config.models name; "
+                          f"models: {sorted(config.get('models') or {})}")
         value = e.get("value")
         if (isinstance(value, (int, float)) and e.get("metric") not in NOT_SHARES
                 and not 0 <= value <= 1):

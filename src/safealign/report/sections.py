@@ -57,8 +57,9 @@ def _best(values, metric: str):
 
 def reference_table(df, references: list[dict[str, Any]]):
     """The paper's figures (config.report.paper_reference) beside this run's, one row per figure
-    and model: ``compare: base`` shows the base model's value, ``aligned`` the best aligned variant
-    (by the metric's direction) and the range over all aligned variants, ``none`` only the paper's."""
+    and model (only the figure's own ``model`` where it names one): ``compare: base`` shows the base
+    model's value, ``aligned`` the best aligned variant (by the metric's direction) and the range
+    over all aligned variants, ``none`` only the paper's."""
     import pandas as pd
 
     rows = []
@@ -70,7 +71,7 @@ def reference_table(df, references: list[dict[str, Any]]):
         base = {"paper figure": ref["label"], "metric": f"{ref['benchmark']}: {ref['metric']} [{ref['judge']}]",
                 "paper": f"{bound}{ref['value']:.4g}", "source": ref["source"]}
         compare = ref.get("compare", "none")
-        for model in models if compare != "none" else [None]:
+        for model in ([None] if compare == "none" else [ref["model"]] if ref.get("model") else models):
             row = dict(base, model=model or "", **{"this run": "", "this run's variant": ""})
             msel = sel[sel.model == model]
             if compare == "base":
