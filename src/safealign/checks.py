@@ -14,6 +14,7 @@ from typing import Any
 
 from .chat import PROMPT_PLACEHOLDER
 from .grid import SWEEPABLE, variants
+from .judge.registry import JUDGE_TYPES
 from .report import check_report_config, global_parts
 from .train.methods import LOSS_TYPES, REJECTED, TRAINERS, deviations, key_problems
 
@@ -282,7 +283,7 @@ def check_config(config: dict[str, Any], warn: bool = True) -> None:
             if kind not in BENCHMARK_KINDS:
                 _err(f"config.judges.{name}.applies_to: unknown benchmark kind {kind!r}; "
                      f"valid: {list(BENCHMARK_KINDS)}")
-        if spec["type"] in ("llama_guard", "toxicity") and "model" not in spec:
+        if JUDGE_TYPES[spec["type"]].needs_model and "model" not in spec:
             _err(f"config.judges.{name}.model is required for judge type {spec['type']!r}")
         model = spec.get("model", {})
         if "hub" in model and not model.get("revision"):
