@@ -13,21 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from .chat import PROMPT_PLACEHOLDER
+from .data.loaders import OPTIONAL_OPTIONS, loaders_taking
 from .grid import SWEEPABLE, variants
 from .judge.registry import JUDGE_TYPES
 from .report import check_report_config, global_parts
 from .train.methods import LOSS_TYPES, REJECTED, TRAINERS, deviations, key_problems
 
 BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")
-# Benchmark keys only some loaders take (schema default null = unset).
-LOADER_ONLY = {
-    "offset_per_category": ("alert", "alert_adversarial", "alert_constructed"),
-    "offset": ("alpaca",),
-    "attack_types": ("alert_constructed",),
-    "attacks_per_prompt": ("alert_constructed",),
-    "n_per_category": ("alert", "alert_adversarial", "alert_constructed"),
-    "n": ("rtp", "alpaca", "xstest"),
-}
+# Benchmark keys only some loaders take (schema default null = unset), from the loaders' signatures.
+LOADER_ONLY = {key: loaders_taking(key) for key in OPTIONAL_OPTIONS}
 ATTACK_NAMES = ("suffix_injection", "prefix_injection", "token_manipulation", "jailbreaking")
 
 
