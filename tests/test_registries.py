@@ -9,7 +9,6 @@ import inspect
 import types
 
 import pytest
-from test_specs import schema_node
 
 from safealign import specs
 from safealign.data import loaders
@@ -17,6 +16,7 @@ from safealign.judge import registry
 from safealign.judge.agreement import JUDGE_QUESTION
 from safealign.train import methods, trl_fields
 from safealign.world import files as world_files
+from test_specs import schema_node
 
 
 def test_schema_judge_type_enum_is_the_registry():
@@ -108,9 +108,18 @@ def test_every_loader_option_is_a_benchmark_config_key(loader):
         schema_node(f"benchmarks.<name>.{option}")
 
 
-def test_optional_loader_options_default_to_null_and_are_checked_per_loader():
-    from safealign.checks import LOADER_ONLY
+def test_optional_loader_options_default_to_null_and_are_checked_per_loader(default_config):
+    import copy
 
+    from safealign.checks import ConfigError, check_config
+
+    name = next(iter(default_config["benchmarks"]))
+    loader = default_config["benchmarks"][name]["loader"]
     for option in loaders.OPTIONAL_OPTIONS:
         assert schema_node(f"benchmarks.<name>.{option}")["default"] is None
-        assert LOADER_ONLY[option] == tuple(n for n in loaders.BENCHMARKS if option in loaders.loader_options(n))
+        if option in loaders.loader_options(loader):
+            continue
+        config = copy.deepcopy(default_config)
+        config["benchmarks"][name][option] = 1
+        with pytest.raises(ConfigError, match=rf"config\.benchmarks\.{name}\.{option} is an option of loader"):
+            check_config(config, warn=False)

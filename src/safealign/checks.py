@@ -20,8 +20,6 @@ from .report import check_report_config, global_parts
 from .train.methods import LOSS_TYPES, REJECTED, TRAINERS, deviations, key_problems
 
 BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")
-# Benchmark keys only some loaders take (schema default null = unset), from the loaders' signatures.
-LOADER_ONLY = {key: loaders_taking(key) for key in OPTIONAL_OPTIONS}
 ATTACK_NAMES = ("suffix_injection", "prefix_injection", "token_manipulation", "jailbreaking")
 
 
@@ -248,8 +246,8 @@ def check_config(config: dict[str, Any], warn: bool = True) -> None:
         if spec.get("global_safety") and spec["kind"] != "safety":
             _err(f"config.benchmarks.{name}.global_safety: only a benchmark of kind 'safety' can be "
                  f"part of the global safety score (kind is {spec['kind']!r})")
-        for key, loaders in LOADER_ONLY.items():
-            if spec.get(key) is not None and spec["loader"] not in loaders:
+        for key in OPTIONAL_OPTIONS:  # only some loaders take these (their signatures say which)
+            if spec.get(key) is not None and spec["loader"] not in (loaders := loaders_taking(key)):
                 _err(f"config.benchmarks.{name}.{key} is an option of loader(s) {list(loaders)}, not of "
                      f"loader {spec['loader']!r}; remove it")
         types = spec.get("attack_types") or ATTACK_NAMES

@@ -324,8 +324,9 @@ class JudgeSpec(Spec):
                                           "model's own; None: the model's.")
 
     def __post_init__(self) -> None:
-        self._check(self.type in JUDGE_TYPES, "type", f"one of {list(JUDGE_TYPES)}")
-        self._check(not (self.type in JUDGE_TYPES and judge_registry.JUDGE_TYPES[self.type].needs_model)
+        types = judge_registry.JUDGE_TYPES
+        self._check(self.type in types, "type", f"one of {list(types)}")
+        self._check(not (self.type in types and types[self.type].needs_model)
                     or isinstance(self.model, dict), "model", f"a model reference (judge type {self.type!r})")
         for key in ("max_new_tokens", "batch_size", "max_length"):
             self._check(_positive_int(getattr(self, key)), key, "an integer >= 1")
