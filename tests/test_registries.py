@@ -123,3 +123,25 @@ def test_optional_loader_options_default_to_null_and_are_checked_per_loader(defa
         config["benchmarks"][name][option] = 1
         with pytest.raises(ConfigError, match=rf"config\.benchmarks\.{name}\.{option} is an option of loader"):
             check_config(config, warn=False)
+
+
+def test_validate_dispatches_to_the_type_module(monkeypatch):
+    """``python -m safealign.judge validate``: each world-trained type's module supplies truth and
+    predictions (here with its model call replaced by fixed outputs)."""
+    from safealign.judge import __main__ as judge_main
+    from safealign.judge import llama_guard, toxicity
+
+    monkeypatch.setattr(toxicity, "score", lambda model, texts, spec: [0.9, 0.1, 0.8])
+    examples = [{"text": "a", "label": 1}, {"text": "b", "label": 0}, {"text": "c", "label": 0}]
+    result = judge_main.validate({"name": "t", "type": "toxicity", "model": {"path": "m"}}, examples, 0.5)
+    assert (result["accuracy"], result["n"], result["min_accuracy"]) == (2 / 3, 3, 0.5)
+
+    outputs = [{"verdict": "unsafe", "categories": ["S1"], "parse_ok": True},
+               {"verdict": None, "categories": [], "parse_ok": False}]
+    monkeypatch.setattr(llama_guard, "judge", lambda model, rows, spec: (outputs, {}))
+    monkeypatch.setattr(llama_guard, "describe", lambda model: "m")
+    examples = [{"verdict": "unsafe\nS1"}, {"verdict": "safe"}]
+    result = judge_main.validate({"name": "g", "type": "llama_guard", "model": {"path": "m"}}, examples)
+    assert result["accuracy"] == 0.5 and result["parse_failures"] == 1 and result["category_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="'refusal' has no labelled examples"):
+        judge_main.validate({"name": "r", "type": "refusal"}, examples)
