@@ -541,7 +541,7 @@ def load_rtp(
 
 
 def _load_alert_adversarial(
-    source: Mapping, n_per_category: int | None = None, seed: int = 0
+    source: Mapping, n_per_category: int | None = None, seed: int = 0, offset_per_category: int = 0
 ) -> list[dict]:
     src = dict(_check_source(source, "alert_adversarial"))
     if src.get("config") not in (None, "alert_adversarial"):
@@ -550,7 +550,7 @@ def _load_alert_adversarial(
             f"got {src['config']!r}"
         )
     src["config"] = "alert_adversarial"
-    return load_alert(src, n_per_category=n_per_category, seed=seed)
+    return load_alert(src, n_per_category=n_per_category, seed=seed, offset_per_category=offset_per_category)
 
 
 def load_alert_constructed(
