@@ -147,7 +147,7 @@ class Layout:
 
     def nltk_packages(self) -> list[str]:
         """The NLTK data packages config.capability.tasks' code reads (safealign.capability.taskcode)."""
-        from .capability.taskcode import nltk_packages
+        from ..capability.taskcode import nltk_packages
 
         return nltk_packages(list(self.config["capability"].get("tasks") or []))
 
