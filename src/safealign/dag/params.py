@@ -61,6 +61,7 @@ NOT_EXPERIMENT_SETTINGS = (
     "offline",  # hub access, not a result: in the jobs' environment (cli.export_offline)
     "hub_lock",  # read at parse time: its commits reach params as the refs' revisions (prefetch.apply_lock)
     "resources", "models.*.resources", "judges.*.resources",  # where and how long a job runs
+    "benchmarks.*.resource_share",  # how long its cells' jobs run (Resources.cell_share)
     "generation.vllm_python",  # which interpreter runs vLLM
     "judges.*.min_validation_accuracy",  # a gate on the judge, passed to validate_judge untracked
     "report.title",  # the report's alone (REPORT_KEYS)

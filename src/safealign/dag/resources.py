@@ -4,10 +4,15 @@ threads and retries. None of it is an experiment setting: it stays out of the re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from .. import retry
+
+# The families of the per-cell jobs (one per benchmark): their runtime scales by the benchmark's
+# config.benchmarks.<b>.resource_share.
+CELL_FAMILIES = ("generate", "judge")
 
 
 class Resources:
@@ -39,7 +44,8 @@ class Resources:
                  rule: str | None = None) -> Any:
         """Resource ``key`` of a job of rule ``rule`` (in resource ``family``): config.resources
         default <- family <- the model's <- the judge's; a retry grows what ran out
-        (:mod:`safealign.retry`)."""
+        (:mod:`safealign.retry`). A generation or judgment cell's runtime is the family's times its
+        benchmark's ``resource_share`` (:meth:`cell_share`), rounded up, before a retry grows it."""
         c = self.config
         base = dict(c["resources"].get("default", {}))
         base.update(c["resources"].get(family, {}))
@@ -51,6 +57,8 @@ class Resources:
             base.update(c["judges"][judge].get("resources", {}).get(family, {}))
         # A key only some models/judges set: numbers default to 0, gpu_model to "" (any GPU).
         value = base.get(key, "" if key == "gpu_model" else 0)
+        if key == "runtime" and family in CELL_FAMILIES and isinstance(value, int):
+            value = max(1, math.ceil(value * self.cell_share(wildcards)))
         if key in retry.GROWS and isinstance(value, int):
             failed = self.failures(rule, list(wildcards)) if attempt > 1 and rule and self.failures else {}
             grown = retry.scaled(key, value, attempt, failed)
@@ -59,6 +67,13 @@ class Resources:
         if key == "gpu_jobs":
             return 1 if base.get("gpu", 0) else 0
         return value
+
+    def cell_share(self, wildcards: Any) -> float:
+        """The share of a variant's prompts that the job's benchmark holds
+        (config.benchmarks.<b>.resource_share); 1 for a job of no benchmark or where it is unset."""
+        spec = self.config["benchmarks"].get(getattr(wildcards, "benchmark", None)) or {}
+        share = spec.get("resource_share")
+        return 1.0 if share is None else float(share)
 
     def resource_keys(self, family: str) -> list[str]:
         c = self.config
