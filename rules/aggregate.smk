@@ -4,7 +4,7 @@
 rule metrics:
     input:
         judgments=judgment_inputs,
-        capability=f"{R}/capability/{{model}}/{{variant}}.json",
+        capability=capability_input,
         # Their chat template hashes must equal the training's (safealign.chat.check_same_template).
         generation_meta=generation_meta_inputs,
         train_log=train_log_input,

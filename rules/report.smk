@@ -14,7 +14,7 @@ rule report:
         train_logs=train_logs(),
         judgments=report_judgment_files(),
         metas=report_meta_files(),
-        capability=variant_files(f"{R}/capability/{{model}}/{{variant}}.json"),
+        capability=capability_files(),
         benchmarks=benchmark_files(),
         logs=job_log_files(),
         templates=report_resources(),

@@ -19,7 +19,7 @@ def validate(cfg):
     jsonschema.validate(cfg, SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "smol.yaml", "smol-dev.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "paper-figure1.yaml", "smol.yaml", "smol-dev.yaml"])
 def test_shipped_configs_are_valid(name):
     cfg = yaml.safe_load((REPO / "config" / name).read_text())  # each is a complete config
     validate(cfg)
@@ -40,6 +40,33 @@ def test_paper_extended_overlay_adds_methods_to_the_paper_grid():
     validate(merged)
     check_config(merged)
     assert set(merged["methods"]) == set(paper["methods"]) | set(overlay["methods"])
+
+
+def test_paper_figure1_dry_run_generates_and_judges_every_open_model(tmp_path):
+    """config/paper-figure1.yaml, the paper's Figure 1 as an evaluation-only grid: the dry run
+    generates every configured model on each benchmark and judges each cell with its judge, trains
+    nothing and measures no capability; each open model's bar names its model, GPT-3.5 (no open
+    weights) is a reference only."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    cfg = yaml.safe_load((REPO / "config" / "paper-figure1.yaml").read_text())
+    for name in ("workflow", "rules", "envs", "config", "src"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/paper-figure1.yaml",
+                          "--sdm", "env-modules"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", dry.stdout.split("Job stats:")[-1], re.M)}
+    cells = len(cfg["models"]) * len(cfg["benchmarks"])
+    assert counts["generate"] == cells and counts["judge_llama_guard"] == cells
+    assert not {"train", "capability", "ref_logps", "preference_data"} & set(counts)
+    for model in cfg["models"]:
+        assert f"model={model}, variant=base" in dry.stdout
+    refs = cfg["report"]["paper_reference"]
+    assert {r["model"] for r in refs if "model" in r} == set(cfg["models"])
+    assert [r["label"] for r in refs if "model" not in r and r["label"].startswith("GPT-3.5")]
 
 
 def test_unknown_loss_type_lists_the_valid_ones(default_config):

@@ -143,7 +143,7 @@ def configured_sources(config: dict[str, Any]) -> list[dict[str, str]]:
     for name, spec in config["judges"].items():
         if spec.get("model"):
             add(f"judge ({spec['type']})", name, spec["model"])
-    add("dataset", "preference_data", config["preference_data"]["source"])
+    add("dataset", "preference_data", (config.get("preference_data") or {}).get("source"))
     for name, spec in config["benchmarks"].items():
         add(f"dataset ({spec['kind']})", name, spec["source"])
     add("dataset (capability)", "capability", config.get("capability", {}).get("source"))

@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     p = parser("per-variant metrics")
     p.add_argument("--judgments", nargs="*", default=[],
                    help="judgment files (each row names its benchmark, judge and judge_type)")
-    p.add_argument("--capability")
+    p.add_argument("--capability", nargs="?", help="the capability result (none in a grid without capability)")
     p.add_argument("--out", required=True)
     p.add_argument("--disagreements", required=True)
     p.add_argument("--outcomes", required=True, help="per-prompt outcomes (csv), for comparisons.csv")

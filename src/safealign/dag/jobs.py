@@ -72,7 +72,8 @@ class Jobs:
                 jobs.append((f"{B}/merge/{cell}.tsv", gpu("merge", model=v.model)))
             for b in self.benchmarks:
                 jobs.append((f"{B}/generate/{cell}/{b}.tsv", gpu("generate", model=v.model)))
-            jobs.append((f"{B}/capability/{cell}.tsv", gpu("capability", model=v.model)))
+            if self.has_capability():
+                jobs.append((f"{B}/capability/{cell}.tsv", gpu("capability", model=v.model)))
             jobs.append((f"{B}/metrics/{cell}.tsv", gpu("default", model=v.model)))
             for j in self.judges:
                 for b in grid.benchmarks_for(self.config, j):
@@ -111,7 +112,8 @@ class Jobs:
         for j in self.judges:
             out[f"judge_{j}"] = {f"{cell(w)}/{b}": self.judge_params(j)
                                  for w in variants for b in grid.benchmarks_for(c, j)}
-        out["capability"] = {cell(w): self.p_capability(w) + self.p_capability_ref(w) for w in variants}
+        if self.has_capability():
+            out["capability"] = {cell(w): self.p_capability(w) + self.p_capability_ref(w) for w in variants}
         out["metrics"] = {cell(w): self.p_metrics(w) for w in variants}
         out["aggregate"] = {"": self.p_aggregate(W())}
         out["report"] = {"": self.p_report(W())}

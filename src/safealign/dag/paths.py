@@ -65,11 +65,11 @@ class Layout:
 
     def uses_world(self) -> bool:
         c = self.config
-        sources = [c["preference_data"].get("source") or {}]
-        on_policy = c["preference_data"].get("on_policy") or {}
+        sources = [(c.get("preference_data") or {}).get("source") or {}]
+        on_policy = (c.get("preference_data") or {}).get("on_policy") or {}
         sources += [on_policy[k]["source"] for k in ONPOLICY_SOURCES if on_policy.get(k)]
         sources += [b["source"] for b in c["benchmarks"].values()]
-        sources += [c["capability"].get("source") or {}]
+        sources += [(c.get("capability") or {}).get("source") or {}]
         specs = list(c["models"].values()) + [j.get("model", {}) for j in c["judges"].values()]
         return any("world" in s for s in sources + specs)
 
@@ -128,7 +128,7 @@ class Layout:
         return {"path": f"{R}/judges/{judge}/model"} if "world" in spec else dict(spec)
 
     def onpolicy_spec(self) -> dict[str, Any] | None:
-        return self.config["preference_data"].get("on_policy")
+        return (self.config.get("preference_data") or {}).get("on_policy")
 
     def generation_meta_inputs(self, wildcards: Any) -> list[str]:
         """The variant's generation provenance, one file per benchmark (each holds the chat
@@ -149,7 +149,7 @@ class Layout:
         """The NLTK data packages config.capability.tasks' code reads (safealign.capability.taskcode)."""
         from ..capability.taskcode import nltk_packages
 
-        return nltk_packages(list(self.config["capability"].get("tasks") or []))
+        return nltk_packages(list((self.config.get("capability") or {}).get("tasks") or []))
 
 
 class Inputs:
@@ -230,6 +230,19 @@ class Inputs:
         if self.serving_of(wildcards)["mode"] != "merged":
             return []
         return [f"{R}/models/{wildcards.model}/{wildcards.variant}/merged"]
+
+    def has_capability(self) -> bool:
+        """Whether the grid measures capability (a ``capability:`` block; an evaluation-only grid
+        such as config/paper-figure1.yaml leaves it out)."""
+        return bool(self.config.get("capability"))
+
+    def capability_input(self, wildcards: Any) -> list[str]:
+        """The variant's capability result for its metrics; none without a ``capability:`` block."""
+        return [f"{R}/capability/{wildcards.model}/{wildcards.variant}.json"] if self.has_capability() else []
+
+    def capability_files(self) -> list[str]:
+        """Every variant's capability result (the report's input); none without capability."""
+        return self.variant_files(f"{R}/capability/{{model}}/{{variant}}.json") if self.has_capability() else []
 
     def capability_items(self, wildcards: Any) -> list[str]:
         """The local items file of custom lm-eval tasks (none for built-in tasks like gsm8k)."""
