@@ -158,7 +158,8 @@ def test_max_prompt_length_is_rejected_saying_why(default_config):
     validate(cfg)  # the schema leaves it to the semantic check, which says why
     with pytest.raises(ConfigError) as err:
         check_config(cfg)
-    msg = str(err.value)
+    header, msg = str(err.value).split("\n", 1)
+    assert header == "1 config problem:"
     assert msg.startswith("config.training.max_prompt_length has no TRL 1.16 field")
     assert "truncation_mode" in msg and "max_length" in msg and "inherit" not in msg
 
