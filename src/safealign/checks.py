@@ -278,11 +278,12 @@ def _method_problems(config: dict[str, Any]) -> list[str]:
 
 def _variant_problems(config: dict[str, Any]) -> list[str]:
     out = []
+    batch: dict[str, list[Any]] = {}  # a batch that cannot be split -> the variants it holds for
+    qlora: dict[str, dict[str, None]] = {}  # where peft: qlora is written -> (model, method) it reaches
     for v in variants(config):
         if v.method and v.settings.get("peft") == "qlora" and "world" in config["models"][v.model]:
             where = _written_in(config, v.model, v.method, "peft")
-            out.append(f"{where}.peft: 'qlora' needs a GPU and bitsandbytes; it is validated but not run on "
-                       f"the tiny world (model {v.model!r}, method {v.method!r}); allowed there: lora, full")
+            qlora.setdefault(where, {})[f"model {v.model!r}, method {v.method!r}"] = None
         for key in ("beta", "learning_rate"):
             if key in v.settings and not v.settings[key] > 0:
                 out.append(f"config.methods.{v.method}.{key} must be > 0, got {v.settings[key]}")
@@ -291,7 +292,17 @@ def _variant_problems(config: dict[str, Any]) -> list[str]:
             try:
                 distribute_batch(v.settings, gpus)
             except ValueError as exc:
-                out.append(f"config.methods.{v.method} (variant {v.model}/{v.name}) {exc}")
+                batch.setdefault(str(exc), []).append(v)
+    for where, cells in qlora.items():
+        out.append(f"{where}.peft: 'qlora' needs a GPU and bitsandbytes; it is validated but not run on "
+                   f"the tiny world ({'; '.join(cells)}); allowed there: lora, full")
+    for why, held in batch.items():
+        first, more = held[0], held[1:]
+        line = f"config.methods.{first.method} (variant {first.model}/{first.name}) {why}"
+        if more:
+            methods = ", ".join(dict.fromkeys(f"config.methods.{v.method}" for v in more))
+            line += f"; the same for {len(more)} more variant{'s' if len(more) > 1 else ''} ({methods})"
+        out.append(line)
     return out
 
 
