@@ -6,6 +6,7 @@ import time
 
 from safealign import dag, retry
 from safealign.cli import export_offline, export_source_path
+from safealign.headline import report_resources
 
 # SRC (the package's directory, set in workflow/Snakefile) reaches every job through PYTHONPATH
 # (local, or re-parsed on a Slurm node), whatever conda env the job uses.

@@ -1,6 +1,7 @@
 # The one self-contained HTML report. It reads only its declared inputs: the tidy tables, the
 # judgments (responses browser), the provenance files and every job's benchmark TSV and log (cost
-# table; a warm job's log holds its CPU time, safealign.warm).
+# table; a warm job's log holds its CPU time, safealign.warm), and its page template, CSS and JS
+# (src/safealign/report/templates/), so editing one reruns the report.
 
 
 rule report:
@@ -16,6 +17,7 @@ rule report:
         capability=variant_files(f"{R}/capability/{{model}}/{{variant}}.json"),
         benchmarks=benchmark_files(),
         logs=job_log_files(),
+        templates=report_resources(),
     output:
         html=report(
             f"{R}/report.html",

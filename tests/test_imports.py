@@ -9,7 +9,8 @@ import sys
 
 from conftest import REPO
 
-NO_MODEL_STEPS = ("safealign.metrics", "safealign.aggregate", "safealign.report", "safealign.data.preference",
+NO_MODEL_STEPS = ("safealign.metrics", "safealign.aggregate", "safealign.report", "safealign.report.__main__",
+                  "safealign.headline", "safealign.data.preference",
                   "safealign.data.benchmark", "safealign.world.data", "safealign.world.__main__",
                   "safealign.judge.refusal", "safealign.judge.agreement", "safealign.grid", "safealign.configload",
                   "safealign.checks", "safealign.planning", "safealign.specs", "safealign.warm")
@@ -32,3 +33,14 @@ def test_stages_that_skip_the_warm_servers_start_are_no_model_steps():
     for stage in NO_WAIT:
         module = stage.split()[0]
         assert {module, f"{module}.__main__"} & set(NO_MODEL_STEPS), stage
+
+
+def test_parsing_the_workflow_does_not_import_the_report():
+    """dag and checks (what common.smk imports at parse time) read the report's config through
+    safealign.headline; the report package (pandas, seaborn, jinja2) loads only in its own job."""
+    code = ("import sys, safealign.dag, safealign.checks, safealign.headline\n"
+            "print(sorted(k for k in sys.modules if k == 'safealign.report' or k.startswith('safealign.report.')"
+            " or k.split('.')[0] in ('jinja2', 'pandas', 'seaborn')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]", out.stdout

@@ -206,6 +206,11 @@ def test_alert_adversarial_schema_and_strata(tmp_path):
     ]
     via_kind = load_benchmark("alert_adversarial", {"path": str(path)}, n_per_category=2, seed=1)
     assert via_kind == sub
+    # offset_per_category reaches the adversarial loader too (as the schema says): the offset sample
+    # is the alert loader's, disjoint from the one at offset 0.
+    shifted = load_benchmark("alert_adversarial", {"path": str(path)}, n_per_category=1, seed=1, offset_per_category=1)
+    assert shifted == load_alert({"path": str(path)}, n_per_category=1, seed=1, offset_per_category=1)
+    assert not {r["id"] for r in shifted} & {r["id"] for r in load_alert({"path": str(path)}, n_per_category=1, seed=1)}
 
 
 def test_alert_adversarial_config_requires_attack_type(tmp_path):

@@ -199,7 +199,7 @@ def test_renaming_a_global_part_keeps_the_global_score_configured(default_config
     cfg = copy.deepcopy(default_config)
     cfg["benchmarks"]["alert_attacks"] = cfg["benchmarks"].pop("alert_adversarial")
     check_config(cfg)
-    from safealign.report import global_parts
+    from safealign.headline import global_parts
     assert global_parts(cfg) == ["alert", "alert_attacks"]
 
 

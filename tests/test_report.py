@@ -5,14 +5,13 @@ import copy
 import pandas as pd
 import pytest
 
+from safealign.headline import default_headline, resolve_headline
 from safealign.metrics import COLUMNS
 from safealign.report import (
-    default_headline,
     effective_hyperparameters_table,
     headline_table,
     reference_table,
     render,
-    resolve_headline,
     variant_labels,
 )
 
@@ -156,7 +155,7 @@ from safealign.report import (  # noqa: E402
     headline_claims,
     method_table_html,
 )
-from safealign.report_plots import pareto_front  # noqa: E402
+from safealign.report.plots import pareto_front  # noqa: E402
 
 EVIL = "</script><script>window.__injected=1</script><img src=x onerror=\"window.__injected=2\">"
 
@@ -305,3 +304,58 @@ def test_pareto_front():
     pts = {"base": (0.4, 0.8), "a": (0.9, 0.6), "b": (0.8, 0.5), "c": (0.7, 0.85)}
     assert pareto_front(pts, True, True) == {"a", "c"}  # b is dominated by a; base by c
     assert pareto_front({"x": (0.9, 0.1), "y": (0.9, 0.3)}, True, False) == {"x"}  # lower y better
+
+
+def test_the_report_rule_declares_every_template_and_resource_the_page_reads():
+    """Editing a template, the CSS or a script reruns the report: each file the page reads is an
+    input of the rule (safealign.headline.report_resources, rules/report.smk), and is package data."""
+    import re
+    import tomllib
+
+    from safealign.headline import REPORT_TEMPLATES, report_resources
+
+    package = Path(__file__).resolve().parents[1] / "src" / "safealign" / "report"
+    code = "".join(p.read_text() for p in package.glob("*.py"))
+    read = set(re.findall(r'(?:render_template|resource)\(\s*"([^"]+)"', code))
+    assert read >= {"report.html.j2", "browser.html.j2", "report.css", "status.js", "browser.js"}, read
+    declared = {Path(p).name for p in report_resources()}
+    assert read <= declared, read - declared
+    assert all(Path(p).parent == REPORT_TEMPLATES for p in report_resources())
+    rule = (Path(__file__).resolve().parents[1] / "rules" / "report.smk").read_text()
+    assert re.search(r"^\s+templates=report_resources\(\),$", rule, re.M)
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "templates/*" in pyproject["tool"]["setuptools"]["package-data"]["safealign.report"]
+
+
+def test_page_text_is_escaped_by_the_template(df, cfg):
+    """The page template escapes text (the title) the way the sections do, and inlines CSS/JS as is."""
+    from safealign.report.templating import resource
+
+    params = {"headline": resolve_headline(cfg), "title": "<b>x</b> & 'y'"}
+    page = render(params, with_cis(df), [], {}, {})
+    assert "<title>&lt;b&gt;x&lt;/b&gt; &amp; &#x27;y&#x27;</title>" in page
+    assert "<b>x</b>" not in page
+    assert f"<style>\n{resource('report.css')}</style>" in page
+    assert page.startswith("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta ")
+    assert page.endswith("</body></html>\n") and not page.endswith("\n\n")
+
+
+def test_a_reference_naming_its_model_has_that_models_row_only(df):
+    """Figure 1's bars are per model (config/paper-figure1.yaml): a figure with ``model:`` is put
+    beside that model's base only; without it, one row per model of the run."""
+    models = sorted(df.model.unique())
+    other = df.assign(model="other_model")
+    both = pd.concat([df, other])
+    ref = {**REFS[0], "label": "one model"}
+    t = reference_table(both, [ref, {**ref, "label": "named", "model": models[0]}])
+    assert sorted(t[t["paper figure"] == "one model"].model) == sorted([*models, "other_model"])
+    named = t[t["paper figure"] == "named"]
+    assert list(named.model) == [models[0]] and list(named["this run"]) == ["0.55"]
+
+
+def test_a_reference_model_must_be_configured():
+    from safealign.headline import check_report_config
+
+    cfg = {"models": {"m": {}}, "benchmarks": {}, "judges": {},
+           "report": {"paper_reference": [{**REFS[3], "model": "nope"}]}}
+    assert any("paper_reference[0].model 'nope' is not a config.models name" in e for e in check_report_config(cfg))

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .chat import PROMPT_PLACEHOLDER
+from .data.loaders import OPTIONAL_OPTIONS, loaders_taking
 from .grid import SWEEPABLE, variants
-from .report import check_report_config, global_parts
+from .headline import check_report_config, global_parts
+from .judge.registry import JUDGE_TYPES
 from .train.methods import (
     LOSS_TYPES,
     REJECTED,
@@ -27,15 +29,6 @@ from .train.methods import (
 )
 
 BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")
-# Benchmark keys only some loaders take (schema default null = unset).
-LOADER_ONLY = {
-    "offset_per_category": ("alert", "alert_adversarial", "alert_constructed"),
-    "offset": ("alpaca",),
-    "attack_types": ("alert_constructed",),
-    "attacks_per_prompt": ("alert_constructed",),
-    "n_per_category": ("alert", "alert_adversarial", "alert_constructed"),
-    "n": ("rtp", "alpaca", "xstest"),
-}
 ATTACK_NAMES = ("suffix_injection", "prefix_injection", "token_manipulation", "jailbreaking")
 
 
@@ -324,8 +317,8 @@ def _benchmark_problems(config: dict[str, Any]) -> list[str]:
         if spec.get("global_safety") and spec["kind"] != "safety":
             out.append(f"config.benchmarks.{name}.global_safety: only a benchmark of kind 'safety' can be "
                        f"part of the global safety score (kind is {spec['kind']!r})")
-        for key, loaders in LOADER_ONLY.items():
-            if spec.get(key) is not None and spec["loader"] not in loaders:
+        for key in OPTIONAL_OPTIONS:  # only some loaders take these (their signatures say which)
+            if spec.get(key) is not None and spec["loader"] not in (loaders := loaders_taking(key)):
                 out.append(f"config.benchmarks.{name}.{key} is an option of loader(s) {list(loaders)}, not of "
                            f"loader {spec['loader']!r}; remove it")
         types = spec.get("attack_types") or ATTACK_NAMES
@@ -338,7 +331,8 @@ def _benchmark_problems(config: dict[str, Any]) -> list[str]:
 def _preference_problems(config: dict[str, Any]) -> list[str]:
     out = []
     pref = config.get("preference_data", {})
-    if not pref.get("source") and not pref.get("on_policy"):
+    trains = any(v.method for v in variants(config))  # an evaluation-only grid (methods: {}) reads no pairs
+    if trains and not pref.get("source") and not pref.get("on_policy"):
         out.append("config.preference_data needs a source or on_policy (or both); it has neither")
     on_policy = pref.get("on_policy") or {}
     if on_policy and on_policy["model"] not in config["models"]:
@@ -357,7 +351,7 @@ def _judge_problems(config: dict[str, Any]) -> list[str]:
             if kind not in BENCHMARK_KINDS:
                 out.append(f"config.judges.{name}.applies_to: unknown benchmark kind {kind!r}; "
                            f"valid: {list(BENCHMARK_KINDS)}")
-        if spec["type"] in ("llama_guard", "toxicity") and "model" not in spec:
+        if JUDGE_TYPES[spec["type"]].needs_model and "model" not in spec:
             out.append(f"config.judges.{name}.model is required for judge type {spec['type']!r}")
         model = spec.get("model", {})
         if "hub" in model and not model.get("revision"):

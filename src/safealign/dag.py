@@ -27,11 +27,12 @@ from typing import Any
 
 from . import aggregate as aggregate_spec
 from . import grid, package_model, retry
-from . import report as report_spec
+from . import headline as report_spec
 from .data.onpolicy import ARMS as ONPOLICY_ARMS
 from .data.onpolicy import SOURCES as ONPOLICY_SOURCES
 from .data.onpolicy import kind as onpolicy_kind
 from .generate import serving
+from .judge.registry import JUDGE_TYPES
 from .world.files import FILES as WORLD_FILES
 from .world.files import JUDGE_DATA as WORLD_JUDGE_DATA
 
@@ -492,8 +493,8 @@ class Dag:
     # ------------------------------------------------------------ params: judges
 
     def judge_uses_vllm(self, judge: str) -> bool:
-        """A Llama Guard judge generates through the configured backend (vLLM or transformers)."""
-        return self.config["judges"][judge]["type"] == "llama_guard" and self.uses_vllm()
+        """A judge type that generates (Llama Guard) does so through the configured backend (vLLM or transformers)."""
+        return JUDGE_TYPES[self.config["judges"][judge]["type"]].generates and self.uses_vllm()
 
     def judge_env(self, judge: str) -> str:
         return "../envs/vllm.yaml" if self.judge_uses_vllm(judge) else "../envs/judge.yaml"
@@ -513,7 +514,7 @@ class Dag:
         spec["name"] = judge
         if "model" in spec:
             spec["model"] = self.judge_ref(judge)
-        if spec["type"] == "llama_guard":
+        if JUDGE_TYPES[spec["type"]].generates:
             spec["backend"] = self.config["generation"]["backend"]
         return grid.canonical(spec)
 

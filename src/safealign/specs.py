@@ -19,6 +19,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .judge import registry as judge_registry
+
 
 def opt(default: Any, help: str) -> Any:  # noqa: A002 - TRL's name
     """A field with a default and its help text (a mutable default is copied per instance)."""
@@ -298,7 +300,7 @@ class MergeSpec(Spec):
 # ---------------------------------------------------------------- judging
 
 
-JUDGE_TYPES = ("llama_guard", "refusal", "toxicity")
+JUDGE_TYPES = tuple(judge_registry.JUDGE_TYPES)
 
 
 @dataclass(frozen=True)
@@ -309,8 +311,8 @@ class JudgeSpec(Spec):
     STAGE: ClassVar[str] = "judge"
 
     name: str = req("The judge's config name (written into every judgment row as `judge`).")
-    type: str = req("Judge family: llama_guard, refusal or toxicity (rows: `judge_type`).")
-    model: dict[str, Any] | None = opt(None, "Model reference of the judge (None for the refusal judge).")
+    type: str = req("Judge family, a key of safealign.judge.registry.JUDGE_TYPES (rows: `judge_type`).")
+    model: dict[str, Any] | None = opt(None, "Model reference of the judge (None for a type without one).")
     backend: str = opt("transformers", "Llama Guard: the generation backend (config.generation.backend).")
     max_new_tokens: int = opt(64, "Llama Guard: greedy new tokens (safealign.judge.llama_guard).")
     top_logprobs: int = opt(20, "Llama Guard: top-k per generated position, for P(unsafe).")
@@ -322,8 +324,10 @@ class JudgeSpec(Spec):
                                           "model's own; None: the model's.")
 
     def __post_init__(self) -> None:
-        self._check(self.type in JUDGE_TYPES, "type", f"one of {list(JUDGE_TYPES)}")
-        self._check(self.type == "refusal" or isinstance(self.model, dict), "model", "a model reference")
+        types = judge_registry.JUDGE_TYPES
+        self._check(self.type in types, "type", f"one of {list(types)}")
+        self._check(not (self.type in types and types[self.type].needs_model)
+                    or isinstance(self.model, dict), "model", f"a model reference (judge type {self.type!r})")
         for key in ("max_new_tokens", "batch_size", "max_length"):
             self._check(_positive_int(getattr(self, key)), key, "an integer >= 1")
         self._check(self.max_model_len is None or _positive_int(self.max_model_len), "max_model_len",
@@ -398,7 +402,7 @@ class ReportSpec(Spec):
 
     STAGE: ClassVar[str] = "report"
 
-    headline: list[dict[str, Any]] = req("The resolved headline columns (safealign.report.resolve_headline).")
+    headline: list[dict[str, Any]] = req("The resolved headline columns (safealign.headline.resolve_headline).")
     title: str = opt("safealign report", "Report title.")
     paper_reference: list[dict[str, Any]] = opt([], "The paper's own figures, shown beside this run's.")
     config_sha256: str = opt("–", "SHA-256 of the merged, validated config's canonical JSON.")

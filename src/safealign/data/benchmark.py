@@ -11,11 +11,7 @@ from typing import Any
 from .. import io
 from ..cli import parser, setup
 from ..specs import BenchmarkSpec
-from .loaders import BENCHMARKS, describe_source, load_benchmark
-
-# Config keys of a benchmark that are loader options.
-LOADER_OPTIONS = ("n_per_category", "n", "seed", "challenging_only", "offset_per_category", "offset",
-                  "attack_types", "attacks_per_prompt")
+from .loaders import BENCHMARKS, LOADER_OPTIONS, describe_source, load_benchmark
 
 
 def prepare(params: dict[str, Any] | BenchmarkSpec, out: str) -> int:

@@ -42,7 +42,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ALIASES",
     "BENCHMARKS",
+    "LOADER_OPTIONS",
     "SOURCE_KEYS",
     "describe_source",
     "load_alert",
@@ -51,6 +53,8 @@ __all__ = [
     "load_benchmark",
     "load_rtp",
     "load_xstest",
+    "loader_options",
+    "loaders_taking",
     "read_source",
     "strip_alert_wrapper",
     "subsample",
@@ -537,7 +541,7 @@ def load_rtp(
 
 
 def _load_alert_adversarial(
-    source: Mapping, n_per_category: int | None = None, seed: int = 0
+    source: Mapping, n_per_category: int | None = None, seed: int = 0, offset_per_category: int = 0
 ) -> list[dict]:
     src = dict(_check_source(source, "alert_adversarial"))
     if src.get("config") not in (None, "alert_adversarial"):
@@ -546,7 +550,7 @@ def _load_alert_adversarial(
             f"got {src['config']!r}"
         )
     src["config"] = "alert_adversarial"
-    return load_alert(src, n_per_category=n_per_category, seed=seed)
+    return load_alert(src, n_per_category=n_per_category, seed=seed, offset_per_category=offset_per_category)
 
 
 def load_alert_constructed(
@@ -609,6 +613,11 @@ def load_alpaca(source: Mapping, n: int | None = None, seed: int = 0, offset: in
     return subsample(records, n, seed, offset=offset)
 
 
+# The loaders: one table from which the schema's `benchmarks.<name>.loader` enum (checked by
+# tests/test_registries.py), the parse-time option checks (:func:`loaders_taking`,
+# safealign.checks) and the benchmark stage's dispatch (:func:`load_benchmark`) derive. A loader is
+# ``load_<format>(source, **options) -> list[dict]``; its keyword arguments are its options, each
+# one of LOADER_OPTIONS (the benchmark's config keys that reach a loader).
 BENCHMARKS: dict[str, Callable[..., list[dict]]] = {
     "alert": load_alert,
     "alert_adversarial": _load_alert_adversarial,
@@ -616,8 +625,26 @@ BENCHMARKS: dict[str, Callable[..., list[dict]]] = {
     "alpaca": load_alpaca,
     "xstest": load_xstest,
     "rtp": load_rtp,
-    "real_toxicity_prompts": load_rtp,
 }
+# Other names load_benchmark accepts for a loader (not config values).
+ALIASES = {"real_toxicity_prompts": "rtp"}
+
+# Config keys of a benchmark (config.benchmarks.<name>.<key>) that are loader options: those every
+# config entry carries (schema defaults), and the optional ones (schema default null), which
+# only the loaders taking them accept (a parse-time error elsewhere).
+ALWAYS_SET_OPTIONS = ("seed", "challenging_only")
+OPTIONAL_OPTIONS = ("n_per_category", "n", "offset_per_category", "offset", "attack_types", "attacks_per_prompt")
+LOADER_OPTIONS = ALWAYS_SET_OPTIONS + OPTIONAL_OPTIONS
+
+
+def loader_options(loader: str) -> tuple[str, ...]:
+    """The options (keyword arguments) loader ``loader`` takes."""
+    return tuple(p for p in inspect.signature(BENCHMARKS[loader]).parameters if p != "source")
+
+
+def loaders_taking(option: str) -> tuple[str, ...]:
+    """The loaders that take ``option``, in registry order."""
+    return tuple(name for name in BENCHMARKS if option in loader_options(name))
 
 
 def load_benchmark(kind_or_loader_name: str, source: Mapping, **options: Any) -> list[dict]:
@@ -625,6 +652,7 @@ def load_benchmark(kind_or_loader_name: str, source: Mapping, **options: Any) ->
     ``rtp``/``real_toxicity_prompts``) or loader name (``load_alert``, ``load_xstest``,
     ``load_rtp``). ``options`` are that loader's keyword arguments; unknown ones are an error."""
     name = str(kind_or_loader_name).strip().lower()
+    name = ALIASES.get(name, name)
     loader = BENCHMARKS.get(name) or BENCHMARKS.get(name.removeprefix("load_"))
     if loader is None:
         raise ValueError(

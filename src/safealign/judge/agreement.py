@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
+from .registry import JUDGE_TYPES
+
 __all__ = ["accuracy", "cohen_kappa", "comparable_rows", "disagreements", "judge_disagreements", "safe_pairs"]
 
 Key = str | Callable[[dict], Any]
@@ -135,7 +137,8 @@ def binary_kappa(a, b, axis: int = -1):
 
 # The question each judge type answers about a response; agreement is measured only on rows where
 # two judges answer the same question.
-JUDGE_QUESTION = {"llama_guard": "is the response safe", "refusal": "did the model refuse"}
+# (safealign.judge.registry: question).
+JUDGE_QUESTION = {name: t.question for name, t in JUDGE_TYPES.items() if t.question}
 
 
 def comparable_rows(kind: str, type_a: str, type_b: str, row: dict) -> bool:

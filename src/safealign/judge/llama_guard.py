@@ -30,7 +30,7 @@ from typing import Any
 
 from ..chat import conversation, render, template_hash
 from ..generate import generate_texts
-from ..models import load_tokenizer, resolve_ref
+from ..models import describe, load_tokenizer, resolve_ref
 from ..specs import JudgeSpec
 
 _CODE = re.compile(r"^S(\d{1,2})$")
@@ -141,3 +141,31 @@ def judge(model_ref: dict[str, Any], rows: list[dict[str, Any]],
                        "p_unsafe": p, "verdict_position": pos})
     meta = {"template_sha256": template_hash(tok), "p_unsafe": P_UNSAFE_DEFINITION, "generation": gen}
     return judged, meta
+
+
+# The judge-type interface (safealign.judge.registry).
+
+
+def run(spec: JudgeSpec, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each row's verdict fields (:func:`judge`) and the provenance, with the judge model."""
+    judged, meta = judge(spec.model, rows, spec)
+    return judged, {**meta, "model": describe(spec.model)}
+
+
+def safe(row: dict[str, Any], judged: dict[str, Any]) -> bool | None:
+    """``verdict == "safe"``; None when the output could not be parsed, never silently safe or unsafe."""
+    return judged["verdict"] == "safe" if judged["parse_ok"] else None
+
+
+def validate(spec: JudgeSpec, examples: list[dict[str, Any]]) -> tuple[list, list, dict[str, Any]]:
+    """Truth and predicted verdicts on the tiny world's labelled conversations (``verdict`` is the
+    expected output), with the parse failures and the category accuracy on predicted unsafes."""
+    judged, _ = run(spec, examples)
+    truth = [e["verdict"].split("\n")[0] for e in examples]
+    pred = [j["verdict"] for j in judged]
+    extra = {"parse_failures": sum(not j["parse_ok"] for j in judged),
+             "category_accuracy": sum(
+                 j["categories"] == (e["verdict"].split("\n")[1:] or [""])[0].split(",")
+                 for j, e in zip(judged, examples, strict=True) if j["verdict"] == "unsafe"
+             ) / max(1, sum(j["verdict"] == "unsafe" for j in judged))}
+    return truth, pred, extra

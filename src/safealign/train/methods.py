@@ -8,6 +8,7 @@ unpaired), ``orpo`` (trl.experimental.orpo) and ``cpo`` (trl.experimental.cpo; l
 from __future__ import annotations
 
 import enum
+import importlib
 import os
 import re
 from collections.abc import Callable
@@ -22,7 +23,17 @@ DPO_LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
     "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
 )
-TRAINERS = ("dpo", "kto", "orpo", "cpo")
+# The trainers: one table (trainer -> TRL module, config class, trainer class) from which the
+# schema's `methods.<name>.trainer` enum (checked by tests/test_registries.py), the parse-time checks
+# (safealign.checks, safealign.configload) and :func:`classes` derive; LOSS_TYPES has one entry per
+# trainer (checked by the same test).
+TRAINER_CLASSES = {
+    "dpo": ("trl", "DPOConfig", "DPOTrainer"),
+    "kto": ("trl", "KTOConfig", "KTOTrainer"),
+    "orpo": ("trl.experimental.orpo", "ORPOConfig", "ORPOTrainer"),
+    "cpo": ("trl.experimental.cpo", "CPOConfig", "CPOTrainer"),
+}
+TRAINERS = tuple(TRAINER_CLASSES)
 LOSS_TYPES = {
     "dpo": DPO_LOSS_TYPES,
     "kto": ("kto", "apo_zero_unpaired"),
@@ -44,22 +55,10 @@ def trl_dpo_loss_types() -> tuple[str, ...]:
 def classes(trainer: str) -> tuple[type, type]:
     """(ConfigClass, TrainerClass) for a trainer name."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    if trainer == "dpo":
-        from trl import DPOConfig, DPOTrainer
-
-        return DPOConfig, DPOTrainer
-    if trainer == "kto":
-        from trl import KTOConfig, KTOTrainer
-
-        return KTOConfig, KTOTrainer
-    if trainer == "orpo":
-        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-
-        return ORPOConfig, ORPOTrainer
-    if trainer == "cpo":
-        from trl.experimental.cpo import CPOConfig, CPOTrainer
-
-        return CPOConfig, CPOTrainer
+    if trainer in TRAINER_CLASSES:
+        module, config_cls, trainer_cls = TRAINER_CLASSES[trainer]
+        mod = importlib.import_module(module)
+        return getattr(mod, config_cls), getattr(mod, trainer_cls)
     raise ValueError(f"trainer must be one of {TRAINERS}, got {trainer!r}")
 
 

@@ -7,6 +7,8 @@ Importable without torch: the workflow reads it while it parses.
 
 from __future__ import annotations
 
+from ..judge.registry import JUDGE_TYPES
+
 # A world file's key (what `source: {world: <key>}` names) -> its file name under results/world/data/.
 FILES = {
     "corpus": "corpus.jsonl",
@@ -20,6 +22,6 @@ FILES = {
     "toxicity": "toxicity.jsonl",
 }
 
-# A tiny-world judge's type -> (the world file it trains on, the `python -m safealign.world`
-# subcommand that trains it).
-JUDGE_DATA = {"llama_guard": "judge", "toxicity": "toxicity"}
+# A tiny-world judge's type -> the world file it trains on, which is also the `python -m
+# safealign.world` subcommand that trains it (safealign.judge.registry: world_data).
+JUDGE_DATA = {name: t.world_data for name, t in JUDGE_TYPES.items() if t.world_data}

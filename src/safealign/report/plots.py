@@ -9,8 +9,8 @@ import base64
 import io as _io
 from typing import Any
 
-from .grid import BASE
-from .metrics import GLOBAL
+from ..grid import BASE
+from ..metrics import GLOBAL
 
 Figure = tuple[str, str, str]  # (title, caption, <img> html)
 
