@@ -1,6 +1,7 @@
 """Config validation: schema, semantic checks, docs in step with the schema."""
 
 import copy
+import json
 from pathlib import Path
 
 import jsonschema
@@ -256,3 +257,21 @@ def test_check_config_names_every_semantic_problem(default_config):
     assert any(line.startswith(f"config.judges.{judge}.applies_to: unknown benchmark kind 'safetyy'")
                for line in lines), lines
     assert header == f"{len(lines)} config problems:"
+
+
+def test_workflow_key_defaults_are_stated_once_and_shown_in_the_key_docs():
+    """train.methods.WORKFLOW_DEFAULTS is where an unset workflow key's value is stated; the schema
+    gives training keys no default and config/README.md's default column shows the code's value."""
+    from safealign.train.methods import WORKFLOW_DEFAULTS
+
+    training = SCHEMA["$defs"]["training"]["properties"]
+    readme = (REPO / "config" / "README.md").read_text()
+    shown = 0
+    for key, value in WORKFLOW_DEFAULTS.items():
+        if key not in training:
+            continue  # e.g. trainer: only a method sets it, and there it is required
+        assert "default" not in training[key], key
+        row = f"| `training.{key}` | {training[key]['type']} | {json.dumps(value)} (when unset) |"
+        assert row in readme, row
+        shown += 1
+    assert shown

@@ -44,6 +44,7 @@ def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
         for part in node["allOf"]:
             part = _resolve(part, root)
             merged["properties"].update(part.get("properties", {}))
+            merged.setdefault("required", []).extend(part.get("required", []))
             merged.setdefault("description", part.get("description"))
         return merged
     return node
@@ -71,18 +72,21 @@ def _workflow_default(prefix: str) -> str:
     return ""
 
 
-def rows(node: dict[str, Any], root: dict[str, Any], prefix: str, seen: set[str]) -> list[str]:
+def rows(node: dict[str, Any], root: dict[str, Any], prefix: str, seen: set[str],
+         required: bool = False) -> list[str]:
     node = _resolve(node, root)
     out = []
     if prefix:
-        default = json.dumps(node["default"]) if "default" in node else _workflow_default(prefix)
+        default = json.dumps(node["default"]) if "default" in node else ""
+        if not default and not required:
+            default = _workflow_default(prefix)
         desc = (node.get("description") or "").replace("\n", " ").replace("|", "\\|")
         out.append(f"| `{prefix}` | {_type(node)} | {default} | {desc} |")
     if prefix in seen:
         return out
     seen = seen | {prefix}
     for key, child in node.get("properties", {}).items():
-        out += rows(child, root, f"{prefix}.{key}" if prefix else key, seen)
+        out += rows(child, root, f"{prefix}.{key}" if prefix else key, seen, key in node.get("required", ()))
     extra = node.get("additionalProperties")
     if isinstance(extra, dict):
         out += rows(extra, root, f"{prefix}.<name>", seen)

@@ -116,7 +116,8 @@ WORKFLOW_KEYS = {
                           "instead of multiplying it by N (distribute_batch)"),
 }
 # What a workflow key means where a method's merged settings leave it out (the schema has no
-# default for training keys: a default there would be merged into every block). Read them with
+# default for training keys: a default there would be merged into every block; a method must name
+# its trainer, so "trainer" serves settings built without one). Read them with
 # workflow_setting; keep_global_batch: N data-parallel processes keep the method's global batch
 # (per-device x accumulation, as configured for one process).
 WORKFLOW_DEFAULTS: dict[str, Any] = {
