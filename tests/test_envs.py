@@ -69,7 +69,8 @@ def test_every_rule_has_conda_log_and_an_existing_env():
             if literal is None:  # generating and judging rules pick their env by backend (safealign.dag)
                 understood = re.search(r"conda:\s*\n\s*(judge|generation)_env\(", block)
                 assert understood, f"rule {name}: conda: not understood"
-                envs = re.findall(r'"(\.\./envs/[a-z]+\.yaml)"', (REPO / "src" / "safealign" / "dag.py").read_text())
+                dag = "".join(f.read_text() for f in sorted((REPO / "src" / "safealign" / "dag").glob("*.py")))
+                envs = re.findall(r'"(\.\./envs/[a-z]+\.yaml)"', dag)
             else:
                 envs = [literal.group(1)]
             for env in envs:

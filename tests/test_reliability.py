@@ -540,29 +540,85 @@ def test_snakemake_nested_cli_form_reaches_the_training_job(project):
     assert not (project / "results").exists()
 
 
-@pytest.mark.parametrize("overlay", ["", "generation: {lora_serving: merged}"], ids=["default", "merged"])
-def test_benchmark_jobs_are_the_dags_benchmark_paths(project, tmp_path, overlay):
+DRY_RUN_OVERLAYS = {"default": "", "merged": "generation: {lora_serving: merged}"}
+
+
+@pytest.fixture(scope="module", params=list(DRY_RUN_OVERLAYS))
+def dry_run(request, project, tmp_path_factory) -> tuple[dict, str]:
+    """(config as the Snakefile parses it, ``snakemake -n -p``'s stdout) for config/config.yaml
+    with one overlay: one dry run serves every test that checks a mirror of the rule files."""
+    overlay = DRY_RUN_OVERLAYS[request.param]
+    tmp = tmp_path_factory.mktemp(f"dry_{request.param}")
+    config = parse(tmp, overlay, [])
+    args = ["--configfile", "config/config.yaml", str(tmp / "overlay.yaml")] if overlay else []
+    run = snakemake_n(project, "-p", *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return config, run.stdout
+
+
+def dry_run_jobs(stdout: str) -> list[dict[str, str]]:
+    """Each job of a ``snakemake -n -p`` run: its rule, and its ``wildcards:``, ``benchmark:``,
+    ``log:`` and ``Shell command:`` lines as printed."""
+    jobs = []
+    for block in re.split(r"^(?:local)?rule (?=\w+:$)", stdout, flags=re.M)[1:]:
+        job = {"rule": block.split(":", 1)[0]}
+        for line in block.splitlines()[1:]:
+            key, sep, value = line.strip().partition(": ")
+            if sep and key in ("wildcards", "benchmark", "log", "Shell command"):
+                job[key] = value
+        jobs.append(job)
+    return jobs
+
+
+def test_benchmark_jobs_are_the_dags_benchmark_paths(dry_run):
     """safealign.dag.Dag.benchmark_jobs mirrors the rules' benchmark: paths (the report reads
     them as inputs and prices them by GPU): exactly the TSVs of the dry run's jobs, the report's
     own aside. The merged overlay brings in merge_adapter jobs."""
     from safealign.dag import Dag
 
-    config = parse(tmp_path, overlay, [])
-    args = ["--configfile", "config/config.yaml", str(tmp_path / "overlay.yaml")] if overlay else []
-    run = snakemake_n(project, *args)
-    assert run.returncode == 0, run.stderr[-3000:]
-    dry = {line.split("benchmark: ", 1)[1].strip() for line in run.stdout.splitlines()
-           if line.strip().startswith("benchmark: ")}
+    config, stdout = dry_run
+    jobs = [job for job in dry_run_jobs(stdout) if "benchmark" in job]
+    dry = {job["benchmark"] for job in jobs}
     assert dry == set(Dag(config).benchmark_files()) | {"results/benchmarks_tsv/report.tsv"}
-    if overlay:
+    if config["generation"].get("lora_serving") == "merged":
         assert any("/merge/" in path for path in dry)
     # Dag.job_log_files pairs each TSV with its job's log (the report reads a warm job's CPU time
     # there): the same jobs' log: paths, in the same order as the TSVs.
-    jobs = [block for block in run.stdout.split("\nrule ")[1:] if "benchmark: " in block and "log: " in block]
-    pairs = {re.search(r"benchmark: (\S+)", b)[1]: re.search(r"log: (\S+)", b)[1] for b in jobs}
+    pairs = {job["benchmark"]: job["log"] for job in jobs if "log" in job}
     d = Dag(config)
     assert dict(zip(d.benchmark_files(), d.job_log_files(), strict=True)) == {
         tsv: log for tsv, log in pairs.items() if tsv != "results/benchmarks_tsv/report.tsv"}
+
+
+def test_job_params_are_the_dry_runs_jobs(dry_run):
+    """safealign.dag.Dag.job_params (what tests/test_rerun_contract.py compares) mirrors the rule
+    files: which jobs each rule schedules and which params builders it uses. Every dry-run job
+    whose shell command passes ``--params`` (and ``--model-ref``, capability's second builder) is
+    in it under its rule and its wildcards' values, with exactly those params, and no other job is."""
+    import shlex
+
+    from safealign.dag import Dag
+
+    config, stdout = dry_run
+    scheduled: dict[str, dict[str, str]] = {}
+    for job in dry_run_jobs(stdout):
+        args = shlex.split(job.get("Shell command", ""))
+        if "--params" not in args:
+            continue
+        params = args[args.index("--params") + 1]
+        if "--model-ref" in args:  # capability: params=p_capability, ref=p_capability_ref
+            params += args[args.index("--model-ref") + 1]
+        wildcards = [w.split("=", 1)[1] for w in job.get("wildcards", "").split(", ") if w]
+        scheduled.setdefault(job["rule"], {})["/".join(wildcards)] = params
+    expected = Dag(config).job_params()
+    assert scheduled.keys() == expected.keys(), f"rules in one only: {sorted(scheduled.keys() ^ expected.keys())}"
+    for rule, jobs in expected.items():
+        only = sorted(scheduled[rule].keys() ^ jobs.keys())
+        assert not only, f"{rule}: jobs in one only: {only}"
+        differ = [name for name in jobs if scheduled[rule][name] != jobs[name]]
+        assert not differ, f"{rule}: the dry run's params differ from Dag.job_params for {differ[:3]}"
+    if config["generation"].get("lora_serving") == "merged":
+        assert expected.get("merge_adapter")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ CASES = [
     (setitem("judges.llama_guard.min_validation_accuracy", 0.5), {"report"}),
     (setitem("offline", False), {"report"}),
     (setitem("training.checkpoint_steps", 7), {"report"}),
+    (setitem("benchmarks.alert.resource_share", 0.5), {"report"}),
 ]
 
 

@@ -199,7 +199,7 @@ def test_checkpoint_interval_is_kept_out_of_the_train_params(default_config):
     assert f"| `training.checkpoint_steps` | integer | {grid.DEFAULT_CHECKPOINT_STEPS} (when unset) |" in doc
     # The rule passes them through a params function of `output`, which Snakemake does not count as a
     # rerun trigger (next test); p_train itself drops the run keys.
-    dag = (REPO / "src" / "safealign" / "dag.py").read_text()
+    dag = (REPO / "src" / "safealign" / "dag" / "params.py").read_text()
     assert "def p_train_run(self, wildcards: Any, output: Any) -> str:" in dag
     assert '"settings": grid.computed_settings(v.settings)' in dag
     assert "run=p_train_run," in (REPO / "rules" / "train.smk").read_text()

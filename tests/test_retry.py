@@ -82,3 +82,39 @@ def test_retry_growth_stops_at_the_configured_maxima(default_config):
     cfg["resources"]["default"]["max_runtime"] = 1  # below the configured value: that value stays
     capped = Dag(cfg, failures=lambda rule, w: Counter())
     assert capped.resource("train", "runtime", w, 3, rule="train") == base["runtime"]
+
+
+def test_a_cells_runtime_scales_by_its_benchmarks_resource_share(default_config):
+    """config.benchmarks.<b>.resource_share scales the runtime its generation and judgment cells
+    book (rounded up, before a retry grows it); other benchmarks' cells, jobs of no benchmark,
+    memory and GPUs keep the family's."""
+    import copy
+    import math
+
+    from safealign.dag import Dag
+
+    class Wildcards(list):  # Snakemake's wildcards: a list with named attributes
+        def __init__(self, **named):
+            super().__init__(named.values())
+            self.__dict__.update(named)
+
+    model, judge = next(iter(default_config["models"])), next(iter(default_config["judges"]))
+    shared, other = list(default_config["benchmarks"])[:2]
+    share = 0.3
+    cfg = copy.deepcopy(default_config)
+    cfg["benchmarks"][shared]["resource_share"] = share
+    whole, scaled = Dag(default_config), Dag(cfg, failures=lambda rule, w: Counter())
+    for family in ("generate", "judge"):
+        cell = Wildcards(model=model, variant="base", benchmark=shared)
+        runtime = whole.resource(family, "runtime", cell, 1, judge)
+        assert runtime > 1
+        assert scaled.resource(family, "runtime", cell, 1, judge) == max(1, math.ceil(runtime * share))
+        assert scaled.resource(family, "runtime", cell, 2, judge, rule=family) == 2 * math.ceil(runtime * share)
+        for key in ("mem_mb", "gpu"):
+            assert scaled.resource(family, key, cell, 1, judge) == whole.resource(family, key, cell, 1, judge)
+        elsewhere = Wildcards(model=model, variant="base", benchmark=other)
+        assert scaled.resource(family, "runtime", elsewhere, 1, judge) == runtime
+        no_cell = Wildcards(model=model, judge=judge)  # onpolicy_generate, validate_judge
+        assert scaled.resource(family, "runtime", no_cell, 1, judge) == whole.resource(family, "runtime", no_cell)
+    prompts = Wildcards(benchmark=shared)  # benchmark_prompts: a job of the benchmark, no cell
+    assert scaled.resource("default", "runtime", prompts) == whole.resource("default", "runtime", prompts)
