@@ -128,7 +128,6 @@ WORKFLOW_DEFAULTS: dict[str, Any] = {
     "checkpoint_steps": 100,
     "keep_global_batch": True,
 }
-DEFAULT_KEEP_GLOBAL_BATCH = WORKFLOW_DEFAULTS["keep_global_batch"]
 # TRL's label_smoothing default (tests/test_training.py checks it against the installed TRL).
 TRL_LABEL_SMOOTHING = 0.0
 
