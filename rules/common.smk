@@ -5,15 +5,12 @@ import os
 import time
 
 from safealign import dag, retry
-from safealign.checks import check_config
 from safealign.cli import export_offline, export_source_path
 from safealign.headline import report_resources
 
 # SRC (the package's directory, set in workflow/Snakefile) reaches every job through PYTHONPATH
 # (local, or re-parsed on a Slurm node), whatever conda env the job uses.
 export_source_path(SRC)
-# Warnings once per run: not again where a Slurm job re-parses the workflow.
-check_config(config, warn=workflow.is_main_process)
 # config.offline: the hub clients' offline switches, in the environment every job inherits.
 export_offline(config["offline"])
 

@@ -1,6 +1,7 @@
 """Config validation: schema, semantic checks, docs in step with the schema."""
 
 import copy
+import json
 from pathlib import Path
 
 import jsonschema
@@ -186,7 +187,8 @@ def test_max_prompt_length_is_rejected_saying_why(default_config):
     validate(cfg)  # the schema leaves it to the semantic check, which says why
     with pytest.raises(ConfigError) as err:
         check_config(cfg)
-    msg = str(err.value)
+    header, msg = str(err.value).split("\n", 1)
+    assert header == "1 config problem:"
     assert msg.startswith("config.training.max_prompt_length has no TRL 1.16 field")
     assert "truncation_mode" in msg and "max_length" in msg and "inherit" not in msg
 
@@ -231,3 +233,72 @@ def test_world_file_keys_are_the_schemas():
 
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
     assert schema["$defs"]["source"]["properties"]["world"]["enum"] == list(FILES)
+
+
+def test_independent_problems_are_reported_together(tmp_path, monkeypatch):
+    """One pass (configload.load_config): a bad seed, a reserved method name and a missing local
+    path, written in one overlay, come back in one error, one line each, each naming its key."""
+    from snakemake.utils import update_config
+
+    from safealign.configload import SEED_RANGE, load_config
+    from safealign.grid import RESERVED_NAMES
+
+    monkeypatch.chdir(tmp_path)
+    default = REPO / "config" / "config.yaml"
+    base = yaml.safe_load(default.read_text())
+    method = next(iter(base["methods"]))
+    reserved = next(iter(RESERVED_NAMES))
+    bench = next(iter(base["benchmarks"]))
+    bad_seed = SEED_RANGE[1] + 1
+    overlay = {
+        "seeds": [bad_seed],
+        "methods": {reserved: copy.deepcopy(base["methods"][method])},
+        "benchmarks": {bench: {"source": {"world": None, "path": "no/such/file.jsonl"}}},
+    }
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    config = copy.deepcopy(base)
+    update_config(config, copy.deepcopy(overlay))
+    with pytest.raises(ConfigError) as err:
+        load_config(config, [default, tmp_path / "overlay.yaml"])
+    header, *lines = str(err.value).splitlines()
+    expected = [f"config.seeds[0]: the seed {bad_seed} is outside",
+                f"config.methods.{reserved}: the name {reserved!r} is reserved",
+                f"config.benchmarks.{bench}.source.path = 'no/such/file.jsonl': does not exist"]
+    assert header == f"{len(expected)} config problems:"
+    for start in expected:
+        assert sum(line.startswith(start) for line in lines) == 1, (start, lines)
+    assert len(lines) == len(expected)
+
+
+def test_check_config_names_every_semantic_problem(default_config):
+    """check_config does not stop at the first problem: two independent ones, one line each."""
+    cfg = copy.deepcopy(default_config)
+    method = next(iter(cfg["methods"]))
+    judge = next(iter(cfg["judges"]))
+    cfg["methods"][method]["trainer"] = "ppo"
+    cfg["judges"][judge]["applies_to"] = ["safetyy"]
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    header, *lines = str(err.value).splitlines()
+    assert any(line.startswith(f"config.methods.{method}.trainer must be one of") for line in lines), lines
+    assert any(line.startswith(f"config.judges.{judge}.applies_to: unknown benchmark kind 'safetyy'")
+               for line in lines), lines
+    assert header == f"{len(lines)} config problems:"
+
+
+def test_workflow_key_defaults_are_stated_once_and_shown_in_the_key_docs():
+    """train.methods.WORKFLOW_DEFAULTS is where an unset workflow key's value is stated; the schema
+    gives training keys no default and config/README.md's default column shows the code's value."""
+    from safealign.train.methods import WORKFLOW_DEFAULTS
+
+    training = SCHEMA["$defs"]["training"]["properties"]
+    readme = (REPO / "config" / "README.md").read_text()
+    shown = 0
+    for key, value in WORKFLOW_DEFAULTS.items():
+        if key not in training:
+            continue  # e.g. trainer: only a method sets it, and there it is required
+        assert "default" not in training[key], key
+        row = f"| `training.{key}` | {training[key]['type']} | {json.dumps(value)} (when unset) |"
+        assert row in readme, row
+        shown += 1
+    assert shown

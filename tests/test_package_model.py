@@ -23,7 +23,8 @@ import pytest
 
 from safealign import package_model
 from safealign.checks import ConfigError
-from safealign.configload import load_config, model_positions
+from safealign.configenv import model_positions
+from safealign.configload import load_config
 from safealign.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]

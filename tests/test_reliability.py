@@ -5,8 +5,8 @@ CONFIG_CASES is one table of bad configs. Each case is an overlay written after 
 text the error must contain, key path first. ``test_config_case`` runs each through the exact path
 the Snakefile runs at parse time: Snakemake's own config loading and merging
 (``load_configfile`` / ``update_config`` / ``parse_config``), then
-:func:`safealign.configload.load_config` (workflow/Snakefile) and
-:func:`safealign.checks.check_config` (rules/common.smk). The ``snakemake -n`` tests below prove
+:func:`safealign.configload.load_config` (workflow/Snakefile), which runs every check in one pass
+(:func:`safealign.checks.config_problems` included). The ``snakemake -n`` tests below prove
 on a few cases that Snakemake prints the same lines and that nothing is written under results/.
 """
 
@@ -236,7 +236,6 @@ def parse(tmp: Path, overlay: str, cli: list[str]) -> dict:
         update_config(config, load_configfile(f))
     update_config(config, parse_config(cli))
     load_config(config, files)  # workflow/Snakefile
-    check_config(config)  # rules/common.smk
     return config
 
 
@@ -296,7 +295,6 @@ def test_defaults_are_filled_and_shipped_configs_pass(tmp_path):
     assert "num_samples" not in cfg["benchmarks"]["alert"].get("generation", {})  # overrides get no defaults
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     load_config(paper, [REPO / "config" / "paper.yaml"])
-    check_config(paper)
 
 
 def test_benchmark_generation_override_has_the_generation_keys():
@@ -422,7 +420,7 @@ def test_lm_eval_task_registry_is_indexed_once_per_version(tmp_path, monkeypatch
     per lm-eval version (TaskManager() takes about 11 s) and then read from the user's cache."""
     import lm_eval.tasks
 
-    from safealign.configload import capability_task_problems, lm_eval_builtin_tasks
+    from safealign.configenv import capability_task_problems, lm_eval_builtin_tasks
 
     built = []
 

@@ -203,6 +203,19 @@ def test_static_trl_field_table_matches_installed_trl():
         assert trl_fields.accepted_fields(trainer) == fields, (trainer, sorted(fields - base))
 
 
+def test_label_smoothing_default_is_trls():
+    """methods.TRL_LABEL_SMOOTHING (what the parse-time checks assume when no block sets
+    label_smoothing) is the default of every installed TRL config class that has the field."""
+    seen = 0
+    for trainer in methods.TRAINERS:
+        config_cls, _ = methods.classes(trainer)
+        field = {f.name: f for f in dataclasses.fields(config_cls)}.get("label_smoothing")
+        if field is not None:
+            seen += 1
+            assert field.default == methods.TRL_LABEL_SMOOTHING, (config_cls.__name__, field.default)
+    assert seen, "no TRL config class has label_smoothing"
+
+
 @pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "paper.yaml+paper-extended.yaml"])
 def test_every_configured_training_key_reaches_the_trainer(name, tmp_path):
     """For every method of a shipped config: each merged training key is on the TRL config with its

@@ -17,7 +17,16 @@ from .data.loaders import OPTIONAL_OPTIONS, loaders_taking
 from .grid import SWEEPABLE, variants
 from .headline import check_report_config, global_parts
 from .judge.registry import JUDGE_TYPES
-from .train.methods import LOSS_TYPES, REJECTED, TRAINERS, deviations, key_problems
+from .train.methods import (
+    LOSS_TYPES,
+    REJECTED,
+    TRAINERS,
+    TRL_LABEL_SMOOTHING,
+    deviations,
+    distribute_batch,
+    key_problems,
+    workflow_setting,
+)
 
 BENCHMARK_KINDS = ("safety", "overrefusal", "toxicity")
 ATTACK_NAMES = ("suffix_injection", "prefix_injection", "token_manipulation", "jailbreaking")
@@ -27,8 +36,12 @@ class ConfigError(ValueError):
     """A config value the workflow cannot run with; the message names the key."""
 
 
-def _err(msg: str) -> None:
-    raise ConfigError(msg)
+def raise_problems(problems: list[str]) -> None:
+    """Raise one :class:`ConfigError` listing every problem (one line each, duplicates once)."""
+    problems = list(dict.fromkeys(problems))
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise ConfigError(f"{len(problems)} config {noun}:\n" + "\n".join(problems))
 
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -82,6 +95,11 @@ def _written_in(config: dict[str, Any], model: str, method: str, key: str) -> st
 
 
 def check_training_keys(config: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` for :func:`training_key_lines`."""
+    raise_problems(training_key_lines(config))
+
+
+def training_key_lines(config: dict[str, Any]) -> list[str]:
     """Every merged training key reaches the method's TRL config or the workflow (train/methods.py).
 
     A key the trainer does not have is an error naming the key where it was written (the method,
@@ -105,8 +123,7 @@ def check_training_keys(config: dict[str, Any]) -> None:
             msg += (f", and {', '.join(heirs)} {'inherits' if len(heirs) == 1 else 'inherit'} it; set it on the "
                     f"methods whose trainer has it, not in {where}")
         lines.append(msg)
-    if lines:
-        _err("\n".join(lines))
+    return lines
 
 
 def deviation_warnings(config: dict[str, Any], root: str | Path = ".") -> list[str]:
@@ -159,6 +176,11 @@ def local_paths(config: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def check_local_paths(config: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` for :func:`local_path_problems`."""
+    raise_problems(local_path_problems(config))
+
+
+def local_path_problems(config: dict[str, Any]) -> list[str]:
     """A local path that does not exist is an error at parse time, not in the job that reads it.
     Relative paths are relative to the working directory, as the jobs read them. One line per
     missing path."""
@@ -170,130 +192,185 @@ def check_local_paths(config: dict[str, Any]) -> None:
         what = f"is not a {kind}" if p.exists() else "does not exist"
         lines.append(f"{key} = {path!r}: {what} (relative paths are relative to the working "
                      f"directory {os.getcwd()})")
-    if lines:
-        _err("\n".join(lines))
+    return lines
+
+
+def config_problems(config: dict[str, Any], grid: bool = True) -> list[str]:
+    """One line per semantic problem of a schema-valid config, each naming its key.
+
+    Every group of checks runs; the ones that expand the grid (merged training keys, variants,
+    serving) need valid models and methods, and run only with ``grid`` (the caller found the
+    training blocks sound)."""
+    out = _model_problems(config) + _method_problems(config)
+    if grid and not out:
+        out += training_key_lines(config) + _variant_problems(config) + _serving_problems(config)
+    out += local_path_problems(config) + _benchmark_problems(config) + _preference_problems(config)
+    out += check_report_config(config) + _judge_problems(config) + _resource_problems(config)
+    return list(dict.fromkeys(out))
+
+
+def print_warnings(config: dict[str, Any]) -> None:
+    """Print what a valid config may want changed: floating hub revisions, TRL deviations a method
+    still to be trained depends on, no global safety score, serving fallbacks."""
+    from .generate.serving import print_warnings as serving_warnings
+
+    for key in unpinned(config):
+        print(f"safealign: WARNING {key} is not a commit sha; pin it for reproducible results",
+              file=sys.stderr)
+    for line in deviation_warnings(config):
+        print(line, file=sys.stderr)
+    if not global_parts(config):
+        print("safealign: WARNING no config.benchmarks.<name>.global_safety is true: "
+              "no global safety score is computed", file=sys.stderr)
+    serving_warnings(config)
 
 
 def check_config(config: dict[str, Any], warn: bool = True) -> None:
-    """Raise :class:`ConfigError` for the first semantic problem; with ``warn``, print the warnings
-    (rules/common.smk passes False where Snakemake re-parses the workflow to run one job, so a run
-    warns once)."""
+    """Raise one :class:`ConfigError` naming every semantic problem (:func:`config_problems`); on a
+    valid config with ``warn``, print the warnings (:func:`print_warnings`)."""
+    problems = config_problems(config)
+    raise_problems(problems)
     if warn:
-        for key in unpinned(config):
-            print(f"safealign: WARNING {key} is not a commit sha; pin it for reproducible results",
-                  file=sys.stderr)
+        print_warnings(config)
+
+
+def _model_problems(config: dict[str, Any]) -> list[str]:
+    out = []
     for name, spec in config["models"].items():
         if not any(k in spec for k in ("world", "hub", "path", "package")):
-            _err(f"config.models.{name} needs one of 'world', 'hub' (with 'revision'), 'path' or 'package'")
+            out.append(f"config.models.{name} needs one of 'world', 'hub' (with 'revision'), 'path' or 'package'")
         if "hub" in spec and not spec.get("revision"):
-            _err(f"config.models.{name}.revision is required for hub model {spec['hub']!r} (pin it)")
+            out.append(f"config.models.{name}.revision is required for hub model {spec['hub']!r} (pin it)")
+    return out
+
+
+def _method_problems(config: dict[str, Any]) -> list[str]:
+    out = []
     for name, method in config["methods"].items():
-        trainer = method.get("trainer", "dpo")
+        trainer = workflow_setting(method, "trainer")
         if trainer not in TRAINERS:
-            _err(f"config.methods.{name}.trainer must be one of {list(TRAINERS)}, got {trainer!r}")
+            out.append(f"config.methods.{name}.trainer must be one of {list(TRAINERS)}, got {trainer!r}")
+            continue
         lt = method.get("loss_type")
         valid = LOSS_TYPES[trainer]
         if trainer != "orpo" and lt is not None and lt not in valid:
-            _err(f"config.methods.{name}.loss_type {lt!r} is not a TRL {trainer} loss type; "
-                 f"valid for the pinned TRL: {', '.join(v for v in valid if v)}")
+            out.append(f"config.methods.{name}.loss_type {lt!r} is not a TRL {trainer} loss type; "
+                       f"valid for the pinned TRL: {', '.join(v for v in valid if v)}")
         for key in SWEEPABLE:
             values = method.get(key)
             if isinstance(values, list) and len(values) != len(set(values)):
-                _err(f"config.methods.{name}.{key} lists a value twice: {values}")
-        if lt == "exo_pair":
-            ls = method.get("label_smoothing", config["training"].get("label_smoothing", 0))
-            for v in ls if isinstance(ls, list) else [ls]:
-                if not v or v <= 0:
-                    _err(f"config.methods.{name}.label_smoothing must be > 0 for loss_type exo_pair")
-        if lt == "robust":
-            ls = method.get("label_smoothing", config["training"].get("label_smoothing", 0))
-            for v in ls if isinstance(ls, list) else [ls]:
-                if not 0 <= v < 0.5:
-                    _err(f"config.methods.{name}.label_smoothing must be in [0, 0.5) for robust, got {v}")
-    check_training_keys(config)
-    check_local_paths(config)
-    for line in deviation_warnings(config) if warn else []:
-        print(line, file=sys.stderr)
+                out.append(f"config.methods.{name}.{key} lists a value twice: {values}")
+        ls = method.get("label_smoothing", config["training"].get("label_smoothing", TRL_LABEL_SMOOTHING))
+        for v in ls if isinstance(ls, list) else [ls]:
+            if lt == "exo_pair" and (not v or v <= 0):
+                out.append(f"config.methods.{name}.label_smoothing must be > 0 for loss_type exo_pair")
+            if lt == "robust" and not 0 <= v < 0.5:
+                out.append(f"config.methods.{name}.label_smoothing must be in [0, 0.5) for robust, got {v}")
+    return out
+
+
+def _variant_problems(config: dict[str, Any]) -> list[str]:
+    out = []
+    batch: dict[str, list[Any]] = {}  # a batch that cannot be split -> the variants it holds for
+    qlora: dict[str, dict[str, None]] = {}  # where peft: qlora is written -> (model, method) it reaches
     for v in variants(config):
         if v.method and v.settings.get("peft") == "qlora" and "world" in config["models"][v.model]:
             where = _written_in(config, v.model, v.method, "peft")
-            _err(f"{where}.peft: 'qlora' needs a GPU and bitsandbytes; it is validated but not run on "
-                 f"the tiny world (model {v.model!r}, method {v.method!r}); allowed there: lora, full")
+            qlora.setdefault(where, {})[f"model {v.model!r}, method {v.method!r}"] = None
         for key in ("beta", "learning_rate"):
             if key in v.settings and not v.settings[key] > 0:
-                _err(f"config.methods.{v.method}.{key} must be > 0, got {v.settings[key]}")
+                out.append(f"config.methods.{v.method}.{key} must be > 0, got {v.settings[key]}")
         gpus = train_gpus(config, v.model)
         if v.method and gpus > 1:
-            from .train.methods import distribute_batch
-
             try:
                 distribute_batch(v.settings, gpus)
             except ValueError as exc:
-                _err(f"config.methods.{v.method} (variant {v.model}/{v.name}) {exc}")
+                batch.setdefault(str(exc), []).append(v)
+    for where, cells in qlora.items():
+        out.append(f"{where}.peft: 'qlora' needs a GPU and bitsandbytes; it is validated but not run on "
+                   f"the tiny world ({'; '.join(cells)}); allowed there: lora, full")
+    for why, held in batch.items():
+        first, more = held[0], held[1:]
+        line = f"config.methods.{first.method} (variant {first.model}/{first.name}) {why}"
+        if more:
+            methods = ", ".join(dict.fromkeys(f"config.methods.{v.method}" for v in more))
+            line += f"; the same for {len(more)} more variant{'s' if len(more) > 1 else ''} ({methods})"
+        out.append(line)
+    return out
+
+
+def _benchmark_problems(config: dict[str, Any]) -> list[str]:
+    out = []
     for name, spec in config["benchmarks"].items():
         if spec["kind"] not in BENCHMARK_KINDS:
-            _err(f"config.benchmarks.{name}.kind must be one of {BENCHMARK_KINDS}")
+            out.append(f"config.benchmarks.{name}.kind must be one of {BENCHMARK_KINDS}")
         if not any(spec["kind"] in j["applies_to"] for j in config["judges"].values()):
-            _err(f"config.benchmarks.{name}: no judge applies to kind {spec['kind']!r} "
-                 "(see config.judges.<name>.applies_to)")
+            out.append(f"config.benchmarks.{name}: no judge applies to kind {spec['kind']!r} "
+                       "(see config.judges.<name>.applies_to)")
         src = spec["source"]
         if "hub" in src and not src.get("revision"):
-            _err(f"config.benchmarks.{name}.source.revision is required for {src['hub']!r} (pin it)")
+            out.append(f"config.benchmarks.{name}.source.revision is required for {src['hub']!r} (pin it)")
         template = spec.get("user_template")
         if template is not None and PROMPT_PLACEHOLDER not in template:
-            _err(f"config.benchmarks.{name}.user_template must contain the placeholder "
-                 f"{PROMPT_PLACEHOLDER} (where the benchmark prompt goes), got {template!r}")
+            out.append(f"config.benchmarks.{name}.user_template must contain the placeholder "
+                       f"{PROMPT_PLACEHOLDER} (where the benchmark prompt goes), got {template!r}")
         if spec.get("global_safety") and spec["kind"] != "safety":
-            _err(f"config.benchmarks.{name}.global_safety: only a benchmark of kind 'safety' can be "
-                 f"part of the global safety score (kind is {spec['kind']!r})")
+            out.append(f"config.benchmarks.{name}.global_safety: only a benchmark of kind 'safety' can be "
+                       f"part of the global safety score (kind is {spec['kind']!r})")
         for key in OPTIONAL_OPTIONS:  # only some loaders take these (their signatures say which)
             if spec.get(key) is not None and spec["loader"] not in (loaders := loaders_taking(key)):
-                _err(f"config.benchmarks.{name}.{key} is an option of loader(s) {list(loaders)}, not of "
-                     f"loader {spec['loader']!r}; remove it")
+                out.append(f"config.benchmarks.{name}.{key} is an option of loader(s) {list(loaders)}, not of "
+                           f"loader {spec['loader']!r}; remove it")
         types = spec.get("attack_types") or ATTACK_NAMES
         if spec.get("attacks_per_prompt") is not None and spec["attacks_per_prompt"] > len(types):
-            _err(f"config.benchmarks.{name}.attacks_per_prompt must be at most the number of attack_types "
-                 f"({len(types)}), got {spec['attacks_per_prompt']}")
+            out.append(f"config.benchmarks.{name}.attacks_per_prompt must be at most the number of attack_types "
+                       f"({len(types)}), got {spec['attacks_per_prompt']}")
+    return out
+
+
+def _preference_problems(config: dict[str, Any]) -> list[str]:
+    out = []
     pref = config.get("preference_data", {})
     trains = any(v.method for v in variants(config))  # an evaluation-only grid (methods: {}) reads no pairs
     if trains and not pref.get("source") and not pref.get("on_policy"):
-        _err("config.preference_data needs a source or on_policy (or both); it has neither")
-    if pref.get("on_policy") and pref["on_policy"]["model"] not in config["models"]:
-        _err(f"config.preference_data.on_policy.model must be one of config.models {list(config['models'])}, "
-             f"got {pref['on_policy']['model']!r}")
+        out.append("config.preference_data needs a source or on_policy (or both); it has neither")
     on_policy = pref.get("on_policy") or {}
+    if on_policy and on_policy["model"] not in config["models"]:
+        out.append(f"config.preference_data.on_policy.model must be one of config.models {list(config['models'])}, "
+                   f"got {on_policy['model']!r}")
     if on_policy and not (on_policy.get("refusal_system_prompt") or on_policy.get("refusal_prefix")):
-        _err("config.preference_data.on_policy needs refusal_system_prompt or refusal_prefix (or both): "
-             "without either, the refusal arm is the plain arm")
-    if warn and not global_parts(config):
-        print("safealign: WARNING no config.benchmarks.<name>.global_safety is true: "
-              "no global safety score is computed", file=sys.stderr)
-    report_errors = check_report_config(config)
-    if report_errors:
-        _err("; ".join(report_errors))
+        out.append("config.preference_data.on_policy needs refusal_system_prompt or refusal_prefix (or both): "
+                   "without either, the refusal arm is the plain arm")
+    return out
+
+
+def _judge_problems(config: dict[str, Any]) -> list[str]:
+    out = []
     for name, spec in config["judges"].items():
         for kind in spec["applies_to"]:
             if kind not in BENCHMARK_KINDS:
-                _err(f"config.judges.{name}.applies_to: unknown benchmark kind {kind!r}; "
-                     f"valid: {list(BENCHMARK_KINDS)}")
+                out.append(f"config.judges.{name}.applies_to: unknown benchmark kind {kind!r}; "
+                           f"valid: {list(BENCHMARK_KINDS)}")
         if JUDGE_TYPES[spec["type"]].needs_model and "model" not in spec:
-            _err(f"config.judges.{name}.model is required for judge type {spec['type']!r}")
+            out.append(f"config.judges.{name}.model is required for judge type {spec['type']!r}")
         model = spec.get("model", {})
         if "hub" in model and not model.get("revision"):
-            _err(f"config.judges.{name}.model.revision is required for {model['hub']!r} (pin it)")
+            out.append(f"config.judges.{name}.model.revision is required for {model['hub']!r} (pin it)")
+    return out
+
+
+def _resource_problems(config: dict[str, Any]) -> list[str]:
+    out = []
     families = config.get("resources", {})
     for kind in ("models", "judges"):
         for name, spec in config[kind].items():
             for family, res in spec.get("resources", {}).items():
                 for key in ("slurm_partition", "slurm_account"):
                     if key in res and key not in families.get(family, {}) and key not in families.get("default", {}):
-                        _err(f"config.{kind}.{name}.resources.{family}.{key} needs a fallback in "
-                             f"config.resources.{family}.{key} or config.resources.default.{key} "
-                             "for the jobs of other models/judges")
-    gen = config["generation"]
-    if gen["backend"] == "vllm" and not gen.get("vllm_python"):
-        pass  # on the cluster the vllm conda env provides `python`
-    _check_serving(config, warn)
+                        out.append(f"config.{kind}.{name}.resources.{family}.{key} needs a fallback in "
+                                   f"config.resources.{family}.{key} or config.resources.default.{key} "
+                                   "for the jobs of other models/judges")
+    return out
 
 
 def train_gpus(config: dict[str, Any], model: str) -> int:
@@ -304,19 +381,19 @@ def train_gpus(config: dict[str, Any], model: str) -> int:
     return int(merged.get("gpu", 0) or 0)
 
 
-def _check_serving(config: dict[str, Any], warn: bool = True) -> None:
+def _serving_problems(config: dict[str, Any]) -> list[str]:
     """Every variant can be served as configured (safealign.generate.serving)."""
-    from .generate.serving import SERVING_KEYS, ServingError, print_warnings, serving_plan
+    from .generate.serving import SERVING_KEYS, ServingError, serving_plan
 
+    out = []
     for name, spec in config["benchmarks"].items():
         for key in SERVING_KEYS:
             if key in spec.get("generation", {}):
-                _err(f"config.benchmarks.{name}.generation.{key}: serving is chosen per variant, "
-                     f"not per benchmark; set config.generation.{key}")
+                out.append(f"config.benchmarks.{name}.generation.{key}: serving is chosen per variant, "
+                           f"not per benchmark; set config.generation.{key}")
     for v in variants(config):
         try:
             serving_plan(config, v.model, v.settings)
         except ServingError as exc:
-            _err(str(exc))
-    if warn:
-        print_warnings(config)
+            out.append(str(exc))
+    return out

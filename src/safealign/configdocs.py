@@ -17,10 +17,11 @@ HEADER = """# Configuration keys
 
 `config/config.yaml` is the embedded default (the tiny world, CPU, offline); `config/paper.yaml` is
 the paper's setup. Both are validated at parse time by `workflow/schemas/config.schema.yaml`
-(JSON Schema 2020-12, with defaults) and by `src/safealign/configload.py` and
-`src/safealign/checks.py`; a bad config fails before any job starts, one line per problem: the key
-path, what is wrong, what is allowed. Unknown keys are errors everywhere, and so is a key written
-twice in one YAML mapping (named with file and line). Override keys with `snakemake --config
+(JSON Schema 2020-12, with defaults) and by `src/safealign/configload.py`, `src/safealign/checks.py`
+and `src/safealign/configenv.py`, in one pass; a bad config fails before any job starts with every
+problem at once, one line each: the key path, what is wrong, what is allowed. Unknown keys are
+errors everywhere, and so is a key written twice in one YAML mapping (named with file and line).
+Override keys with `snakemake --config
 'training={beta: 0.2}'` (top-level names only: Snakemake's own parser refuses `training.beta=0.2`;
 the nested dict merges into the block) or a whole overlay with `--configfile config/config.yaml
 overlay.yaml` (dicts merge recursively). Because dicts merge, an overlay switches a source or a
@@ -43,6 +44,7 @@ def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
         for part in node["allOf"]:
             part = _resolve(part, root)
             merged["properties"].update(part.get("properties", {}))
+            merged.setdefault("required", []).extend(part.get("required", []))
             merged.setdefault("description", part.get("description"))
         return merged
     return node
@@ -59,18 +61,32 @@ def _type(node: dict[str, Any]) -> str:
     return ""
 
 
-def rows(node: dict[str, Any], root: dict[str, Any], prefix: str, seen: set[str]) -> list[str]:
+def _workflow_default(prefix: str) -> str:
+    """A training key's meaning when unset (train.methods.WORKFLOW_DEFAULTS: the schema gives
+    training keys no default, which would be merged into every block), marked as such."""
+    from .train.methods import WORKFLOW_DEFAULTS
+
+    block, _, key = prefix.rpartition(".")
+    if key in WORKFLOW_DEFAULTS and (block.endswith("training") or block == "methods.<name>"):
+        return f"{json.dumps(WORKFLOW_DEFAULTS[key])} (when unset)"
+    return ""
+
+
+def rows(node: dict[str, Any], root: dict[str, Any], prefix: str, seen: set[str],
+         required: bool = False) -> list[str]:
     node = _resolve(node, root)
     out = []
     if prefix:
         default = json.dumps(node["default"]) if "default" in node else ""
+        if not default and not required:
+            default = _workflow_default(prefix)
         desc = (node.get("description") or "").replace("\n", " ").replace("|", "\\|")
         out.append(f"| `{prefix}` | {_type(node)} | {default} | {desc} |")
     if prefix in seen:
         return out
     seen = seen | {prefix}
     for key, child in node.get("properties", {}).items():
-        out += rows(child, root, f"{prefix}.{key}" if prefix else key, seen)
+        out += rows(child, root, f"{prefix}.{key}" if prefix else key, seen, key in node.get("required", ()))
     extra = node.get("additionalProperties")
     if isinstance(extra, dict):
         out += rows(extra, root, f"{prefix}.<name>", seen)

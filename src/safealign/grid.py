@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from .train.methods import default_beta
+from .train.methods import WORKFLOW_DEFAULTS, default_beta, workflow_setting
 
 BASE = "base"
 # The pseudo-benchmark that carries the global safety score (metrics, report); not a config name.
@@ -38,7 +38,7 @@ SWEEPABLE = ("beta", "learning_rate", "label_smoothing", "num_train_epochs", "lo
 # Snakemake does not count as a rerun trigger (rules/common.smk p_train_run).
 RUN_KEYS = ("checkpoint_steps",)
 # Optimizer steps between trainer checkpoints when `checkpoint_steps` is not set (0: none).
-DEFAULT_CHECKPOINT_STEPS = 100
+DEFAULT_CHECKPOINT_STEPS = WORKFLOW_DEFAULTS["checkpoint_steps"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def merged_training(config: dict[str, Any], model: str, method: dict[str, Any]) 
                 out[k] = v
     if "lora_r" in out:
         out.setdefault("lora", {})["r"] = out.pop("lora_r")
-    beta = default_beta(out.get("trainer", "dpo"), out.get("loss_type"))
+    beta = default_beta(workflow_setting(out, "trainer"), out.get("loss_type"))
     if beta is not None and "beta" not in method:
         out["beta"] = beta
     return out
@@ -105,7 +105,7 @@ def computed_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 def checkpoint_steps(settings: dict[str, Any]) -> int:
     """Optimizer steps between a training job's resumable checkpoints (0: no checkpoints)."""
-    return int(settings.get("checkpoint_steps", DEFAULT_CHECKPOINT_STEPS))
+    return int(workflow_setting(settings, "checkpoint_steps"))
 
 
 def checkpoint_dir(adapter: str) -> str:
@@ -182,7 +182,7 @@ def benchmarks_for(config: dict[str, Any], judge: str) -> list[str]:
 
 def shares_reference(settings: dict[str, Any]) -> bool:
     """DPO-family methods read the shared, precomputed reference log-probs."""
-    return settings.get("trainer", "dpo") == "dpo" and settings.get("share_reference", True)
+    return workflow_setting(settings, "trainer") == "dpo" and workflow_setting(settings, "share_reference")
 
 
 # A reference key names one shared reference log-probs file, e.g. ``float32-maxlen128`` or
@@ -199,7 +199,7 @@ def reference_key(settings: dict[str, Any]) -> str:
     everything that changes its log-probs: the weights dtype, 4-bit loading (QLoRA), bf16 autocast
     (``bf16``) and max_length. Variants that differ in any of these never share a reference.
     """
-    parts = [settings.get("dtype", "float32")]
+    parts = [workflow_setting(settings, "dtype")]
     if settings.get("peft") == "qlora":
         parts.append("nf4")
     if settings.get("bf16", False):

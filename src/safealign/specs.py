@@ -209,7 +209,7 @@ class TrainSpec(Spec):
     """``python -m safealign.train.run train``: one variant. ``settings`` are the method's computed
     settings (:func:`safealign.grid.computed_settings`): TRL config fields and the workflow's own
     keys, checked at parse time against the pinned TRL (src/safealign/train/trl_fields.py) and read
-    by src/safealign/train/methods.py, whose defaults (BETA_DEFAULTS, DEFAULT_KEEP_GLOBAL_BATCH) are
+    by src/safealign/train/methods.py, whose defaults (BETA_DEFAULTS, WORKFLOW_DEFAULTS) are
     TRL's or stated there once."""
 
     STAGE: ClassVar[str] = "train"

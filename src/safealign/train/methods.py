@@ -115,9 +115,26 @@ WORKFLOW_KEYS = {
     "keep_global_batch": ("with N data-parallel processes (resources gpu: N), split the global batch "
                           "instead of multiplying it by N (distribute_batch)"),
 }
-# Whether N data-parallel processes keep the method's global batch (per-device x accumulation, as
-# configured for one process) when training.keep_global_batch is not set.
-DEFAULT_KEEP_GLOBAL_BATCH = True
+# What a workflow key means where a method's merged settings leave it out (the schema has no
+# default for training keys: a default there would be merged into every block; a method must name
+# its trainer, so "trainer" serves settings built without one). Read them with
+# workflow_setting; keep_global_batch: N data-parallel processes keep the method's global batch
+# (per-device x accumulation, as configured for one process).
+WORKFLOW_DEFAULTS: dict[str, Any] = {
+    "trainer": "dpo",
+    "peft": "lora",
+    "dtype": "float32",
+    "share_reference": True,
+    "checkpoint_steps": 100,
+    "keep_global_batch": True,
+}
+# TRL's label_smoothing default (tests/test_training.py checks it against the installed TRL).
+TRL_LABEL_SMOOTHING = 0.0
+
+
+def workflow_setting(settings: dict[str, Any], key: str) -> Any:
+    """A workflow key of a method's (merged) settings, or its :data:`WORKFLOW_DEFAULTS` value."""
+    return settings.get(key, WORKFLOW_DEFAULTS[key])
 # Keys that reach TRL under another name or shape (documented in config/README.md).
 MAPPED = {
     # transformers 5 has no warmup_ratio: its warmup_steps takes a float in [0, 1) as a ratio.
@@ -176,7 +193,7 @@ def key_problems(settings: dict[str, Any]) -> list[tuple[str, str]]:
 
     Pure and import-free (the static table in :mod:`.trl_fields`), so parse-time checks stay fast.
     """
-    trainer = settings.get("trainer", "dpo")
+    trainer = workflow_setting(settings, "trainer")
     accepted = trl_fields.accepted_fields(trainer)
     cls = trl_fields.config_class_name(trainer)
     out = []
@@ -210,7 +227,7 @@ def distribute_batch(settings: dict[str, Any], processes: int) -> tuple[dict[str
     defaults = {f.name: f.default for f in dataclasses.fields(classes(settings["trainer"])[0])}
     per_device = int(settings.get("per_device_train_batch_size", defaults["per_device_train_batch_size"]))
     accumulation = int(settings.get("gradient_accumulation_steps", defaults["gradient_accumulation_steps"]))
-    if processes > 1 and bool(settings.get("keep_global_batch", DEFAULT_KEEP_GLOBAL_BATCH)):
+    if processes > 1 and bool(workflow_setting(settings, "keep_global_batch")):
         if accumulation % processes == 0:
             accumulation //= processes
         elif per_device % processes == 0:
@@ -306,8 +323,8 @@ def effective_hyperparameters(args: Any, settings: dict[str, Any], trainer_class
         if name in out or not hasattr(args, name):
             continue
         out[name] = _plain(getattr(args, name))
-    out["peft"] = settings.get("peft", "lora")
-    out["dtype"] = dtype or settings.get("dtype", "float32")
+    out["peft"] = workflow_setting(settings, "peft")
+    out["dtype"] = dtype or workflow_setting(settings, "dtype")
     if peft_config is not None:
         out["lora_r"] = peft_config.r
         out["lora_alpha"] = peft_config.lora_alpha
@@ -329,7 +346,7 @@ class Deviation:
 
 
 def _ls(settings: dict[str, Any]) -> float:
-    value = settings.get("label_smoothing", 0.0)
+    value = settings.get("label_smoothing", TRL_LABEL_SMOOTHING)
     return max(value) if isinstance(value, list) else float(value or 0.0)
 
 
@@ -344,14 +361,14 @@ DEVIATIONS = (
         "sigmoid_label_smoothing",
         "TRL 0.11's 'sigmoid' with label_smoothing eps > 0 was conservative DPO "
         "-(1-eps) log s(b h) - eps log s(-b h); TRL 1.16's 'sigmoid' ignores eps (plain DPO)",
-        lambda s: s.get("trainer", "dpo") == "dpo" and s.get("loss_type") == "sigmoid" and _ls(s) > 0,
+        lambda s: workflow_setting(s, "trainer") == "dpo" and s.get("loss_type") == "sigmoid" and _ls(s) > 0,
     ),
     Deviation(
         "bco_pair_running_mean",
         "TRL 0.11's 'bco_pair' shifted the rewards by a running mean delta of the batch rewards "
         "(RunningMoments): -log s(b r_w - delta) - log s(-(b r_l - delta)); TRL 1.16 keeps no "
         "running mean (delta = 0)",
-        lambda s: s.get("trainer", "dpo") == "dpo" and s.get("loss_type") == "bco_pair",
+        lambda s: workflow_setting(s, "trainer") == "dpo" and s.get("loss_type") == "bco_pair",
     ),
     Deviation(
         "kto_kl_chunks",

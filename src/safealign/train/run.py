@@ -237,8 +237,8 @@ def train(model_ref: dict, pairs: list[dict], settings: dict, out: Path,
     use_cpu, bf16 = _device_flags(settings.get("bf16", False))
     settings, batch = methods.distribute_batch(settings, world_size())
     tok = load_tokenizer(model_ref, padding_side="right")
-    peft_kind = settings.get("peft", "lora")
-    model = load_model(model_ref, dtype=settings.get("dtype", "float32"),
+    peft_kind = methods.workflow_setting(settings, "peft")
+    model = load_model(model_ref, dtype=methods.workflow_setting(settings, "dtype"),
                        quantization="4bit" if peft_kind == "qlora" else None,
                        # QLoRA under data parallelism: each rank's 4-bit copy on its own GPU (TRL #921).
                        device_map=({"": local_rank()} if peft_kind == "qlora" and world_size() > 1 else None))
