@@ -61,6 +61,9 @@ UNTIL: list[str] = []  # the whole smoke grid, report included
 TRAIN_GPUS = 2
 GPU_LAYER = {
     "resources": {"world_model": {"gpu": 1, "cpus_per_gpu": 1, "slurm_partition": "gpu"},
+                  # The fallback partition of the judge family (the refusal judge's), which a
+                  # judge's own slurm_partition needs (checks: partitions have a rule-level fallback).
+                  "judge": {"slurm_partition": "cpu"},
                   # Two GPUs per training job: one Slurm task, two data-parallel ranks (gloo on CPU).
                   "train": {"gpu": TRAIN_GPUS, "cpus_per_gpu": 1}},
     # The two model-based judges get a GPU (judge_llama_guard is routed to the GPU partition by
