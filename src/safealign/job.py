@@ -23,6 +23,7 @@ import os
 import runpy
 import sys
 import threading
+import time
 
 from ._warm_client import delegate
 
@@ -57,8 +58,8 @@ def watch_snakemake(identity: str | None = None, interval_s: float = WATCH_INTER
         return None
 
     def watch() -> None:
-        stop = threading.Event()
-        while not stop.wait(interval_s):
+        while True:
+            time.sleep(interval_s)
             if not alive(identity):
                 print(f"safealign.job: the Snakemake that started this job (pid {identity.split(':')[0]}) is gone: "
                       "stopping without writing outputs; rerun snakemake to redo this job", file=sys.stderr, flush=True)

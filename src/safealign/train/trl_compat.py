@@ -38,14 +38,11 @@ it. The kernel's own choice of Triton or torch tiles (``trl.kernels.chunked_logp
 
 from __future__ import annotations
 
-import logging
 import sys
 import uuid
 from importlib import import_module
 from typing import Any
 from unittest import mock
-
-log = logging.getLogger(__name__)
 
 TESTED_TRL = "1.16.0"
 # (module, attribute) of every private name this module touches.
