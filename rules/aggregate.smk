@@ -35,9 +35,10 @@ rule metrics:
 
 rule aggregate:
     input:
-        metrics=variant_files(f"{R}/metrics/{{model}}/{{variant}}.csv"),
-        outcomes=variant_files(f"{R}/metrics/{{model}}/{{variant}}.outcomes.csv"),
-        disagreements=variant_files(
+        # The evaluated variants: with config.selection, a swept method's pick (a checkpoint).
+        metrics=evaluated_files(f"{R}/metrics/{{model}}/{{variant}}.csv"),
+        outcomes=evaluated_files(f"{R}/metrics/{{model}}/{{variant}}.outcomes.csv"),
+        disagreements=evaluated_files(
             f"{R}/metrics/{{model}}/{{variant}}.disagreements.jsonl"
         ),
     output:

@@ -1,6 +1,7 @@
 # Adapters from the rules to the package: every input, params and resource function is a method of
 # safealign.dag.Dag (pure functions of the config, unit-tested without Snakemake in
 # tests/test_rerun_contract.py); this file binds one to the config and names its methods.
+import json
 import os
 import time
 
@@ -26,9 +27,18 @@ def slurm_logdir():
     return getattr(getattr(workflow, "executor_settings", None), "logdir", None)
 
 
+def read_pick(model, method):
+    """The cell the select checkpoint picked for (model, method) (config.selection): known once
+    the checkpoint ran, so Snakemake re-evaluates the input functions that ask."""
+    path = checkpoints.select.get(model=model, method=method).output[0]
+    with open(path) as f:
+        return json.load(f)["pick"]["cell"]
+
+
 D = dag.Dag(
     config,
     failures=lambda rule, w: retry.failures(slurm_logdir(), rule, w, RUN_STARTED),
+    pick=read_pick,
 )
 BENCHMARKS = D.benchmarks
 JUDGES = D.judges
@@ -44,6 +54,7 @@ threads_of = D.threads
 # targets and report inputs
 final_targets = D.final_targets
 variant_files = D.variant_files
+evaluated_files = D.evaluated_files
 train_log_input = D.train_log_input
 world_validations = D.world_validations
 train_logs = D.train_logs
@@ -86,6 +97,15 @@ capability_files = D.capability_files
 nltk_data_input = D.nltk_data_input
 nltk_packages = D.nltk_packages
 min_validation_accuracy = D.min_validation_accuracy
+# selection on the development split (rules/selection.smk)
+prompt_exclude = D.prompt_exclude
+held_apart_prompt_files = D.held_apart_prompt_files
+dev_judgment_inputs = D.dev_judgment_inputs
+dev_generation_meta_inputs = D.dev_generation_meta_inputs
+select_inputs = D.select_inputs
+selection_files = D.selection_files
+p_dev_metrics = D.p_dev_metrics
+p_select = D.p_select
 # params (rerun-tracked: functions of wildcards only; p_train_run takes output, so it is not)
 p_world = D.p_world
 p_world_model = D.p_world_model

@@ -52,7 +52,8 @@ rule preference_data:
 rule onpolicy_prompts:
     input:
         sources=onpolicy_source_files,
-        exclude=expand(f"{R}/prompts/{{benchmark}}.jsonl", benchmark=BENCHMARKS),
+        # Evaluation and development prompts are held apart from training.
+        exclude=held_apart_prompt_files(),
     output:
         harmful=f"{R}/data/onpolicy/prompts/harmful.jsonl",
         benign=f"{R}/data/onpolicy/prompts/benign.jsonl",
@@ -106,7 +107,9 @@ rule onpolicy_generate:
 
 rule benchmark_prompts:
     input:
-        benchmark_source_input,
+        source=benchmark_source_input,
+        # A development split (<benchmark>-dev) is checked against every evaluation prompt.
+        exclude=prompt_exclude,
     output:
         f"{R}/prompts/{{benchmark}}.jsonl",
     log:
@@ -123,5 +126,5 @@ rule benchmark_prompts:
     shell:
         shell_cmd(
             "data.benchmark",
-            "--params {params.cfg:q} --out {output}",
+            "--params {params.cfg:q} --exclude {input.exclude} --out {output}",
         )

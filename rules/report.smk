@@ -11,12 +11,14 @@ rule report:
         seeds=f"{R}/seeds.csv",
         disagreements=f"{R}/disagreements.jsonl",
         validations=world_validations(),
-        train_logs=train_logs(),
-        judgments=report_judgment_files(),
-        metas=report_meta_files(),
-        capability=capability_files(),
-        benchmarks=benchmark_files(),
-        logs=job_log_files(),
+        # Functions: with config.selection they depend on the picks (a checkpoint).
+        train_logs=lambda w: train_logs(),
+        judgments=lambda w: report_judgment_files(),
+        metas=lambda w: report_meta_files(),
+        capability=lambda w: capability_files(),
+        benchmarks=lambda w: benchmark_files(),
+        logs=lambda w: job_log_files(),
+        selections=selection_files(),
         templates=report_resources(),
     output:
         html=report(
@@ -50,6 +52,7 @@ rule report:
             "--disagreements {input.disagreements} --validations {input.validations} "
             "--train-logs {input.train_logs} --judgments {input.judgments} "
             "--metas {input.metas} --capability {input.capability} "
-            "--benchmarks {input.benchmarks} --logs {input.logs} --out {output.html} "
+            "--benchmarks {input.benchmarks} --logs {input.logs} "
+            "--selections {input.selections} --out {output.html} "
             "--plots-dir {output.plots}",
         )

@@ -16,6 +16,7 @@ from .chat import PROMPT_PLACEHOLDER
 from .data.loaders import OPTIONAL_OPTIONS, loaders_taking
 from .grid import SWEEPABLE, variants
 from .headline import check_report_config, global_parts
+from .selection import config_problems as selection_problems
 from .judge.registry import JUDGE_TYPES
 from .train.methods import (
     LOSS_TYPES,
@@ -206,6 +207,7 @@ def config_problems(config: dict[str, Any], grid: bool = True) -> list[str]:
         out += training_key_lines(config) + _variant_problems(config) + _serving_problems(config)
     out += local_path_problems(config) + _benchmark_problems(config) + _preference_problems(config)
     out += check_report_config(config) + _judge_problems(config) + _resource_problems(config)
+    out += selection_problems(config)
     return list(dict.fromkeys(out))
 
 

@@ -409,6 +409,7 @@ class ReportSpec(Spec):
     sources: list[dict[str, Any]] = opt([], "Every model, judge and dataset the config names.")
     global_parts: list[str] = opt([], "Benchmarks whose safety_score the global score averages.")
     gpus: dict[str, int] = opt({}, "Benchmark TSV -> GPUs its job requested (for GPU-seconds).")
+    objective: dict[str, Any] | None = opt(None, "config.selection.objective (the headline's best by it), or None.")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import grid
+from .. import selection as sel
 from .jobs import Jobs, log_of_benchmark
 from .params import (
     BENCHMARK_KEYS,
@@ -32,6 +33,7 @@ from .params import (
     ONPOLICY_KIND_KEYS,
     PREFERENCE_KEYS,
     REPORT_KEYS,
+    SELECTION_KEYS,
     WORLD_KEYS,
     WORLD_MODEL_KEYS,
     Params,
@@ -39,25 +41,31 @@ from .params import (
 )
 from .paths import Inputs, Layout, R
 from .resources import Resources
+from .selection import Selection
 
 __all__ = [
     "BENCHMARK_KEYS", "CAPABILITY_KEYS", "GENERATION_KEYS", "JUDGE_KEYS", "MODEL_REF_KEYS",
-    "NOT_EXPERIMENT_SETTINGS", "ONPOLICY_KIND_KEYS", "PREFERENCE_KEYS", "R", "REPORT_KEYS", "WORLD_KEYS",
+    "NOT_EXPERIMENT_SETTINGS", "ONPOLICY_KIND_KEYS", "PREFERENCE_KEYS", "R", "REPORT_KEYS", "SELECTION_KEYS", "WORLD_KEYS",
     "WORLD_MODEL_KEYS", "Dag", "log_of_benchmark", "pick",
 ]
 
 
-class Dag(Layout, Inputs, Params, Resources, Jobs):
+class Dag(Layout, Inputs, Params, Resources, Jobs, Selection):
     """Inputs, params and resources of every rule for one validated config.
 
     ``failures`` (a function of (rule, wildcards list)) tells a retry why its earlier attempts
     failed (Snakemake-only: rules/common.smk passes one that reads the Slurm log directory).
+    ``pick`` (a function of (model, method)) returns the cell the select checkpoint picked for a
+    swept method (config.selection; rules/common.smk reads the checkpoint's output).
     """
 
     def __init__(self, config: dict[str, Any],
-                 failures: Callable[[str, list[str]], dict[str, int]] | None = None) -> None:
+                 failures: Callable[[str, list[str]], dict[str, int]] | None = None,
+                 pick: Callable[[str, str], str] | None = None) -> None:
         self.config = config
         self.failures = failures
+        self.pick = pick
         self.benchmarks = list(config["benchmarks"])
+        self.dev_benchmarks = sel.dev_benchmarks(config)
         self.judges = list(config["judges"])
         self.variants = grid.variant_index(config)

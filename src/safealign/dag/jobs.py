@@ -40,18 +40,19 @@ class Jobs:
         def gpu(family: str, **w: str) -> int:
             return self.resource(family, "gpu", SimpleNamespace(**w), 1)
 
-        jobs = [(f"{B}/prompts/{b}.tsv", gpu("default")) for b in self.benchmarks]
+        jobs = [(f"{B}/prompts/{b}.tsv", gpu("default")) for b in self.all_benchmarks()]
         jobs.append((f"{B}/aggregate.tsv", gpu("default")))
         if self.uses_world():
             jobs.append((f"{B}/world_data.tsv", gpu("default")))
-        trained = [v for v in self.variants.values() if v.method is not None]
+        evaluated, dev = self.evaluated(), self.dev_variants()
+        trained = self._trained(evaluated, dev)
         if trained:
             jobs.append((f"{B}/preference_data.tsv", gpu("default")))
             if self.onpolicy_spec():
                 m = self.onpolicy_spec()["model"]
                 jobs.append((f"{B}/onpolicy_prompts.tsv", gpu("default")))
                 jobs.append((f"{B}/onpolicy_generate.tsv", gpu("generate", model=m)))
-        for m in sorted({v.model for v in self.variants.values()}):
+        for m in sorted({v.model for v in evaluated}):
             if "world" in self.config["models"][m]:
                 jobs.append((f"{B}/models/{m}/base.tsv", gpu("world_model", model=m)))
             elif "package" in self.config["models"][m]:
@@ -63,13 +64,23 @@ class Jobs:
         refs = {(v.model, grid.reference_key(v.settings)) for v in trained if grid.shares_reference(v.settings)}
         for m, key in sorted(refs):
             jobs.append((f"{B}/models/{m}/ref_logps_{key}.tsv", gpu("ref_logps", model=m)))
-        for v in self.variants.values():
-            w = SimpleNamespace(model=v.model, variant=v.name)
+        for v in trained:
+            jobs.append((f"{B}/train/{v.model}/{v.name}.tsv", gpu("train", model=v.model)))
+        for v in self._unique([*evaluated, *dev]):
+            if self.serving_of(SimpleNamespace(model=v.model, variant=v.name))["mode"] == "merged":
+                jobs.append((f"{B}/merge/{v.model}/{v.name}.tsv", gpu("merge", model=v.model)))
+        for v in dev:
             cell = f"{v.model}/{v.name}"
-            if v.method is not None:
-                jobs.append((f"{B}/train/{cell}.tsv", gpu("train", model=v.model)))
-            if self.serving_of(w)["mode"] == "merged":
-                jobs.append((f"{B}/merge/{cell}.tsv", gpu("merge", model=v.model)))
+            for b in self.dev_benchmarks:
+                jobs.append((f"{B}/generate/{cell}/{b}.tsv", gpu("generate", model=v.model)))
+                for j in self.judges:
+                    if b in self.benchmarks_judged_by(j):
+                        jobs.append((f"{B}/judge/{cell}/{b}/{j}.tsv", gpu("judge", model=v.model, judge=j)))
+            jobs.append((f"{B}/dev_metrics/{cell}.tsv", gpu("default", model=v.model)))
+        for m, method in self.selections():
+            jobs.append((f"{B}/select/{m}/{method}.tsv", gpu("default", model=m)))
+        for v in evaluated:
+            cell = f"{v.model}/{v.name}"
             for b in self.benchmarks:
                 jobs.append((f"{B}/generate/{cell}/{b}.tsv", gpu("generate", model=v.model)))
             if self.has_capability():
@@ -79,6 +90,15 @@ class Jobs:
                 for b in grid.benchmarks_for(self.config, j):
                     jobs.append((f"{B}/judge/{cell}/{b}/{j}.tsv", gpu("judge", model=v.model, judge=j)))
         return jobs
+
+    @staticmethod
+    def _unique(variants: list[grid.Variant]) -> list[grid.Variant]:
+        return list({(v.model, v.name): v for v in variants}.values())
+
+    def _trained(self, evaluated: list[grid.Variant], dev: list[grid.Variant]) -> list[grid.Variant]:
+        """The variants trained: evaluated and development candidates, each once, in grid order."""
+        names = {(v.model, v.name) for v in [*evaluated, *dev] if v.method is not None}
+        return [v for v in self.variants.values() if (v.model, v.name) in names]
 
     def benchmark_files(self) -> list[str]:
         return [path for path, _ in self.benchmark_jobs()]
@@ -104,17 +124,24 @@ class Jobs:
         out: dict[str, dict[str, str]] = {}
         for rule, params in self._global_params().items():
             out[rule] = dict(params)
-        variants = [W(model=v.model, variant=v.name) for v in self.variants.values()]
+        evaluated, dev = self.evaluated(), self.dev_variants()
+        variants = [W(model=v.model, variant=v.name) for v in evaluated]
+        devs = [W(model=v.model, variant=v.name) for v in dev]
         cell = "{0.model}/{0.variant}".format
-        out["merge_adapter"] = {cell(w): self.p_merge(w) for w in variants if self.serving_of(w)["mode"] == "merged"}
+        out["merge_adapter"] = {cell(W(model=v.model, variant=v.name)): self.p_merge(W(model=v.model, variant=v.name))
+                                for v in self._unique([*evaluated, *dev])
+                                if self.serving_of(W(model=v.model, variant=v.name))["mode"] == "merged"}
+        cells = [(w, b) for w in variants for b in self.benchmarks] + [(w, b) for w in devs for b in self.dev_benchmarks]
         out["generate"] = {f"{cell(w)}/{b}": self.p_generate(W(model=w.model, variant=w.variant, benchmark=b))
-                           for w in variants for b in self.benchmarks}
+                           for w, b in cells}
         for j in self.judges:
-            out[f"judge_{j}"] = {f"{cell(w)}/{b}": self.judge_params(j)
-                                 for w in variants for b in grid.benchmarks_for(c, j)}
+            judged = self.benchmarks_judged_by(j)
+            out[f"judge_{j}"] = {f"{cell(w)}/{b}": self.judge_params(j) for w, b in cells if b in judged}
         if self.has_capability():
             out["capability"] = {cell(w): self.p_capability(w) + self.p_capability_ref(w) for w in variants}
         out["metrics"] = {cell(w): self.p_metrics(w) for w in variants}
+        out["dev_metrics"] = {cell(w): self.p_dev_metrics(w) for w in devs}
+        out["select"] = {f"{m}/{method}": self.p_select(W(model=m, method=method)) for m, method in self.selections()}
         out["aggregate"] = {"": self.p_aggregate(W())}
         out["report"] = {"": self.p_report(W())}
         return {rule: jobs for rule, jobs in out.items() if jobs}
@@ -123,7 +150,7 @@ class Jobs:
         """(job name, params) of the jobs before generation: data, models, judges, training."""
         c = self.config
         models = sorted({v.model for v in self.variants.values()})
-        trained = [v for v in self.variants.values() if v.method is not None]
+        trained = self._trained(self.evaluated(), self.dev_variants())
         out: dict[str, list[tuple[str, str]]] = {}
         W = SimpleNamespace
         if self.uses_world():
@@ -133,7 +160,7 @@ class Jobs:
         world_judges = [j for j in self.judges if self.judge_is_world(j)]
         out["world_judge_model"] = [(j, self.p_world_judge(W(judge=j))) for j in world_judges]
         out["validate_judge"] = [(j, self.p_judge(W(judge=j))) for j in world_judges]
-        out["benchmark_prompts"] = [(b, self.p_benchmark(W(benchmark=b))) for b in self.benchmarks]
+        out["benchmark_prompts"] = [(b, self.p_benchmark(W(benchmark=b))) for b in self.all_benchmarks()]
         if trained:
             out["preference_data"] = [("", self.p_preference(W()))]
             if self.onpolicy_spec():

@@ -55,6 +55,8 @@ CAPABILITY_KEYS = (
     "tasks", "num_fewshot", "limit", "batch_size", "apply_chat_template", "max_gen_toks", "device", "dtype",
 )  # config.capability (source: the rule's input file)
 REPORT_KEYS = ("title", "headline", "paper_reference")  # config.report (the report rule's only)
+# config.selection: the select checkpoint's (splits reach benchmark_prompts as `<b>-dev`'s spec).
+SELECTION_KEYS = ("objective",)
 
 # Config keys that are not experiment settings: no rule's params may copy them (the report's
 # config_sha256 aside, which records the whole config). Dotted paths, `*` for any name.
@@ -97,7 +99,7 @@ class Params:
         return grid.canonical(pick(self.config["judges"][wildcards.judge]["model"]["world"], WORLD_MODEL_KEYS))
 
     def p_benchmark(self, wildcards: Any) -> str:
-        spec = self.config["benchmarks"][wildcards.benchmark]
+        spec = self.benchmark_spec(wildcards.benchmark)
         keep = pick(spec, BENCHMARK_KEYS)
         keep["source"] = self.resolve_source(spec["source"])
         return grid.canonical({**keep, "name": wildcards.benchmark})
@@ -162,7 +164,7 @@ class Params:
     def generation_settings(self, benchmark: str) -> dict[str, Any]:
         """config.generation (:data:`GENERATION_KEYS`) with the benchmark's own overrides."""
         gen = pick(self.config["generation"], GENERATION_KEYS)
-        gen.update(self.config["benchmarks"][benchmark].get("generation", {}))
+        gen.update(self.benchmark_spec(benchmark).get("generation", {}))
         return gen
 
     def p_generate(self, wildcards: Any) -> str:
@@ -171,8 +173,8 @@ class Params:
         b = wildcards.benchmark
         benches = [{
             "name": b,
-            "system_prompt": self.config["benchmarks"][b].get("system_prompt"),
-            "user_template": self.config["benchmarks"][b].get("user_template") or "{prompt}",
+            "system_prompt": self.benchmark_spec(b).get("system_prompt"),
+            "user_template": self.benchmark_spec(b).get("user_template") or "{prompt}",
             "generation": self.generation_settings(b),
         }]
         return grid.canonical({
@@ -232,4 +234,5 @@ class Params:
             "paper_reference": report.get("paper_reference") or [],
             # GPUs each job requests (config resources), for GPU-seconds in the cost table.
             "gpus": {path: n for path, n in self.benchmark_jobs() if n},
+            "objective": (c.get("selection") or {}).get("objective"),
         })

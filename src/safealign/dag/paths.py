@@ -37,7 +37,7 @@ class Layout:
         return {
             "model": grid.wildcard_regex(list(c["models"])),
             "variant": grid.variant_regex(c),
-            "benchmark": grid.wildcard_regex(self.benchmarks),
+            "benchmark": grid.wildcard_regex(self.all_benchmarks()),
             "judge": grid.wildcard_regex(self.judges),
             "world_file": grid.wildcard_regex(list(WORLD_FILES.values())),
             "refkey": grid.REFERENCE_KEY_WILDCARD,
@@ -54,11 +54,17 @@ class Layout:
         return [f"{R}/report.html", f"{R}/metrics.csv"]
 
     def variant_files(self, pattern: str) -> list[str]:
-        """``pattern`` (with {model} and {variant}) for every variant of the grid."""
-        return [pattern.format(model=v.model, variant=v.name) for v in self.variants.values()]
+        """``pattern`` (with {model} and {variant}) for every evaluated variant of the grid
+        (:meth:`evaluated`: with config.selection, a swept method's pick only)."""
+        return [pattern.format(model=v.model, variant=v.name) for v in self.evaluated()]
+
+    def evaluated_files(self, pattern: str):
+        """:meth:`variant_files` as an input function (the picks are known once the select
+        checkpoint ran)."""
+        return lambda wildcards: self.variant_files(pattern)
 
     def train_logs(self) -> list[str]:
-        return [f"{R}/models/{v.model}/{v.name}/train.json" for v in self.variants.values() if v.method is not None]
+        return [f"{R}/models/{v.model}/{v.name}/train.json" for v in self.evaluated() if v.method is not None]
 
     def world_validations(self) -> list[str]:
         return [f"{R}/judges/{j}/validation.json" for j in self.judges if self.judge_is_world(j)]
@@ -74,14 +80,14 @@ class Layout:
         return any("world" in s for s in sources + specs)
 
     def report_judgment_files(self) -> list[str]:
-        return [f"{R}/judgments/{v.model}/{v.name}/{b}/{j}.jsonl" for v in self.variants.values()
+        return [f"{R}/judgments/{v.model}/{v.name}/{b}/{j}.jsonl" for v in self.evaluated()
                 for b in self.benchmarks for j in grid.judges_for(self.config, b)]
 
     def report_meta_files(self) -> list[str]:
         """Every grid cell's provenance: each generation's, then each judgment's."""
-        gen = [f"{R}/generations/{v.model}/{v.name}/{b}.meta.json" for v in self.variants.values()
+        gen = [f"{R}/generations/{v.model}/{v.name}/{b}.meta.json" for v in self.evaluated()
                for b in self.benchmarks]
-        judge = [f"{R}/judgments/{v.model}/{v.name}/{b}/{j}.meta.json" for v in self.variants.values()
+        judge = [f"{R}/judgments/{v.model}/{v.name}/{b}/{j}.meta.json" for v in self.evaluated()
                  for j in self.judges for b in grid.benchmarks_for(self.config, j)]
         return gen + judge
 
@@ -140,9 +146,9 @@ class Layout:
                 for b in self.benchmarks for j in grid.judges_for(self.config, b)]
 
     def judged_benchmarks(self, judge: str) -> str:
-        """Wildcard regex of the benchmarks ``judge`` applies to (its rule's {benchmark}); one that
-        matches nothing when it applies to none."""
-        names = grid.benchmarks_for(self.config, judge)
+        """Wildcard regex of the benchmarks ``judge`` applies to (its rule's {benchmark}, development
+        splits included); one that matches nothing when it applies to none."""
+        names = self.benchmarks_judged_by(judge)
         return grid.wildcard_regex(names) if names else "(?!)"
 
     def nltk_packages(self) -> list[str]:
@@ -161,7 +167,7 @@ class Inputs:
         return [] if v.method is None else [f"{R}/models/{v.model}/{v.name}/train.json"]
 
     def benchmark_source_input(self, wildcards: Any) -> list[str]:
-        return self.source_input(self.config["benchmarks"][wildcards.benchmark]["source"])
+        return self.source_input(self.benchmark_spec(wildcards.benchmark)["source"])
 
     def model_input(self, wildcards: Any) -> list[str]:
         return self._model_input(wildcards.model)
@@ -204,8 +210,12 @@ class Inputs:
         return {
             "source": self.source_input(source) if source else [],
             "onpolicy": self.onpolicy_generation_files() if self.onpolicy_spec() else [],
-            "exclude": [] if world_only else [f"{R}/prompts/{b}.jsonl" for b in self.benchmarks],
+            "exclude": [] if world_only else self.held_apart_prompt_files(),
         }
+
+    def held_apart_prompt_files(self) -> list[str]:
+        """Every prompt file training must not see: evaluation and development prompts."""
+        return [f"{R}/prompts/{b}.jsonl" for b in self.all_benchmarks()]
 
     def onpolicy_source_files(self, wildcards: Any) -> list[str]:
         spec = self.onpolicy_spec()

@@ -422,13 +422,13 @@ def load_alert(
                      offset=offset_per_category)
 
 
-def load_xstest(source: Mapping, n: int | None = None, seed: int = 0) -> list[dict]:
+def load_xstest(source: Mapping, n: int | None = None, seed: int = 0, offset: int = 0) -> list[dict]:
     """XSTest prompts (hub ``Paul/XSTest``; columns id, prompt, type, label, focus, note).
 
     Records: ``id``, ``prompt``, ``category`` (= ``type``), ``type``, ``label`` ("safe" or
     "unsafe"), ``contrast`` (``type`` starts with ``contrast_``), ``focus`` and ``note`` (``None``
     when empty). ``n`` keeps that many prompts per label, chosen deterministically from ``seed``
-    (None: all, 250 safe + 200 unsafe).
+    after skipping the ``offset`` lowest-ranked of each label (None: all, 250 safe + 200 unsafe).
     """
     _check_count(n, "n")
     src = _check_source(source, "xstest")
@@ -455,7 +455,7 @@ def load_xstest(source: Mapping, n: int | None = None, seed: int = 0) -> list[di
             }
         )
     _check_unique(records, where, rownos)
-    return subsample(records, n, seed, by=lambda r: r["label"])
+    return subsample(records, n, seed, by=lambda r: r["label"], offset=offset)
 
 
 def _rtp_prompt(row: dict, where: str, rowno: int) -> tuple[str, float | None]:

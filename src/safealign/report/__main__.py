@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--capability", nargs="*", default=[])
     p.add_argument("--benchmarks", nargs="*", default=[], help="the jobs' benchmark TSVs")
     p.add_argument("--logs", nargs="*", help="each benchmark TSV's job log, in the same order")
+    p.add_argument("--selections", nargs="*", default=[],
+                   help="results/selection/<model>/<method>.json of each swept method (config.selection)")
     p.add_argument("--out", required=True)
     p.add_argument("--plots-dir", help="also write every figure here as PNG (Snakemake's report items)")
     args = p.parse_args(argv)
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     cost = cost_tables(args.benchmarks, params.gpus, logs=args.logs)
     io.write_text(args.out, render(params, df, io.read_jsonl(args.disagreements), validations, train_logs, cost,
                                    comp=comp, seeds=seeds, judgments=judgments, metas=metas,
-                                   capability=capability, cwd=Path.cwd()))
+                                   capability=capability, cwd=Path.cwd(),
+                                   selections=[io.read_json(s) for s in args.selections]))
 
 
 if __name__ == "__main__":

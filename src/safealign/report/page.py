@@ -25,15 +25,17 @@ from .sections import (
     variant_labels,
 )
 from .templating import render_template, resource
+from .tuning import best_by_objective, best_by_objective_html, tuning_html
 
-SECTIONS = [("headline", "Headline"), ("methods", "Method x benchmark"), ("comparisons", "Comparisons"),
+SECTIONS = [("headline", "Headline"), ("methods", "Method x benchmark"), ("tuning", "Tuning"),
+            ("comparisons", "Comparisons"),
             ("plots", "Plots"), ("seeds", "Seeds"), ("judges", "Judges"), ("responses", "Responses"),
             ("cost", "Cost"), ("provenance", "Provenance"), ("definitions", "Metric definitions")]
 
 
 def render(params: dict[str, Any] | ReportSpec, df, disagreements: list[dict], validations: dict[str, Any],
            train_logs: dict[str, Any], cost=None, *, comp=None, seeds=None, judgments=None, metas=None,
-           capability=None, cwd: Path | None = None) -> str:
+           capability=None, cwd: Path | None = None, selections: list[dict[str, Any]] | None = None) -> str:
     """The report page (see the module docstring); every section has an id (SECTIONS)."""
     from . import plots as rp
 
@@ -58,7 +60,14 @@ def render(params: dict[str, Any] | ReportSpec, df, disagreements: list[dict], v
                              "config.report.paper_reference; the paper reports percentages, shown here as "
                              "shares in [0, 1].</p>"
                              + reference_table(df, params.paper_reference).to_html(index=False, classes="grid"))
+    body["headline"] += best_by_objective_html(best_by_objective(df, params.objective))
     body["methods"] = method_table_html(df, comp, headline, labels)
+    if selections:
+        chosen = ", ".join(sorted({f"{s['model']}/{s['method']}" for s in selections}))
+        body["methods"] = (f"<p><b>Settings chosen on the development split</b> for {esc(chosen)} "
+                           "(see Tuning); the figures here are on the evaluation prompts, which no choice "
+                           "read.</p>" + body["methods"])
+    body["tuning"] = tuning_html(selections or [])
     body["comparisons"] = (
         "<p>Each variant against the base model and against Safe-DPO (TRL's sigmoid DPO loss) on the same "
         "prompts: McNemar's exact test for one benchmark's binary outcomes, a paired sign-flip permutation "
