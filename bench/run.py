@@ -137,23 +137,27 @@ MODES = {"warm": {}, "cold": {"SAFEALIGN_WARM": "0"}}
 
 def job_cpu(tree: Path, grid: Path) -> dict:
     """CPU seconds per rule of a finished grid, as the report's cost table counts them
-    (safealign.report.cost_tables: the benchmark TSVs, or a warm job's own line in its log)."""
-    import yaml
-
-    if str(REPO / "src") not in sys.path:  # called once per mode
-        sys.path.insert(0, str(REPO / "src"))
-    from safealign.configload import load_config
-    from safealign.dag import Dag
-    from safealign.report import cost_tables
-
-    config_file = tree / "config" / "config.yaml"
-    config = yaml.safe_load(config_file.read_text())
-    load_config(config, [str(config_file)], tree / "workflow" / "schemas" / "config.schema.yaml")
-    d = Dag(config)
-    per_rule, _ = cost_tables([str(grid / p) for p in d.benchmark_files()], {},
-                              logs=[str(grid / p) for p in d.job_log_files()])
-    return {rule: {"jobs": int(x.jobs), "cpu_s": round(float(x.cpu_s), 2), "warm_jobs": int(x.warm_jobs)}
-            for rule, x in per_rule.iterrows()}
+    (safealign.report.cost_tables: the benchmark TSVs, or a warm job's own line in its log). Read
+    with the tree's own package (a subprocess): two trees may lay out their jobs differently."""
+    code = f"""
+import json, sys, yaml
+from pathlib import Path
+from safealign.configload import load_config
+from safealign.dag import Dag
+from safealign.report import cost_tables
+tree, grid = Path({str(tree)!r}), Path({str(grid)!r})
+config_file = tree / "config" / "config.yaml"
+config = yaml.safe_load(config_file.read_text())
+load_config(config, [str(config_file)], tree / "workflow" / "schemas" / "config.schema.yaml")
+d = Dag(config)
+per_rule, _ = cost_tables([str(grid / p) for p in d.benchmark_files()], {{}},
+                          logs=[str(grid / p) for p in d.job_log_files()])
+print(json.dumps({{rule: {{"jobs": int(x.jobs), "cpu_s": round(float(x.cpu_s), 2), "warm_jobs": int(x.warm_jobs)}}
+                  for rule, x in per_rule.iterrows()}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, **ENV, "PYTHONPATH": str(tree / "src")})
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def item1(trees: dict[str, Path], work: Path, repeats: int, jobs_only: bool = False) -> list[dict]:

@@ -8,7 +8,13 @@ comparisons.csv, one row per (model, variant, reference, benchmark, judge, metri
 test for one benchmark's binary per-prompt outcomes, a paired sign-flip permutation test for means
 and for the global score's two benchmarks, a two-sample permutation test where items are not
 paired), and ``p_holm``: Holm-adjusted over the family of one reference role x benchmark x judge x
-metric x group (all variants compared with that reference on that metric).
+metric x group (all variants compared with that reference on that metric). A method cell trained
+with two or more seeds is also compared as one (``variant`` ``<cell> (all seeds)``, role
+``base (seeds pooled)``, its own Holm family): each prompt's outcome averaged over the seeds, paired
+with the base model's.
+
+seeds.csv, one row per (model, method cell, benchmark, judge, metric, group): the seeds, each
+seed's value (``values``, in the order of ``seeds``), their mean, sample SD, min and max.
 """
 
 from __future__ import annotations
@@ -27,7 +33,11 @@ COMPARISON_COLUMNS = ["model", "variant", "reference", "reference_role", "benchm
                       "group", "value", "reference_value", "difference", "ci_low", "ci_high", "ci_method",
                       "n", "test", "p_value", "p_holm"]
 SEED_COLUMNS = ["model", "cell", "method", "benchmark", "judge", "metric", "group", "n_seeds", "seeds",
-                "mean", "sd", "min", "max"]
+                "values", "mean", "sd", "min", "max"]
+# The comparisons of a method cell's seeds taken together against the base model: the role of
+# their rows (their own Holm family), and the suffix of their `variant` (the cell's name).
+POOLED_ROLE = "base (seeds pooled)"
+POOLED_SUFFIX = " (all seeds)"
 # The paper's reference loss, Safe-DPO: TRL's DPOTrainer with the sigmoid loss. Found by its
 # settings, not by its name, so a renamed method is still the reference.
 DPO_REFERENCE = {"trainer": "dpo", "loss_type": "sigmoid"}
@@ -78,8 +88,18 @@ def comparisons(metrics, outcomes, refs: list[dict[str, Any]]):
         strata = {s: dict(zip(gs.unit.astype(str), gs.per_unit, strict=True))
                   for s, gs in g.groupby("stratum", sort=False)}
         table.setdefault(key, {})[variant] = (bool(g.paired.iloc[0]), strata)
+    pooled = _pool_seeds(table, seeds)
+    for key, by_cell in pooled.items():
+        for cell, (entry, members) in by_cell.items():
+            table[key][cell] = entry
+            values[(key[0], cell, *key[1:])] = sum(values.get((key[0], v, *key[1:]), float("nan"))
+                                                   for v in members) / len(members)
     rows = []
     pairs = _pairs(seeds, refs)
+    base_refs = [r for r in refs if r["role"] == "base"]
+    pooled_cells = sorted({(key[0], cell) for key, by_cell in pooled.items() for cell in by_cell})
+    pairs += [(model, cell, {**r, "role": POOLED_ROLE}) for model, cell in pooled_cells
+              for r in base_refs if r["model"] == model]
     for key, by_variant in sorted(table.items()):
         model, bench, judge, metric, group = key
         for m, variant, ref in pairs:
@@ -112,6 +132,32 @@ def comparisons(metrics, outcomes, refs: list[dict[str, Any]]):
     return out
 
 
+def _pool_seeds(table: dict, seeds: dict[tuple[str, str], Any]) -> dict:
+    """Per comparison key, each method cell with two or more seeds as one entry: every unit's
+    value averaged over the seeds that have it in all of them, so a comparison against the base
+    pairs prompts across all seeds (``<cell> (all seeds)``)."""
+    cells: dict[tuple[str, str], list[str]] = {}
+    for (model, variant), seed in seeds.items():
+        if variant != BASE and seed == seed and seed is not None:
+            cells.setdefault((model, re.sub(rf"-seed{int(seed)}$", "", variant)), []).append(variant)
+    out: dict = {}
+    for key, by_variant in table.items():
+        for (model, cell), members in cells.items():
+            present = [v for v in members if v in by_variant]
+            if model != key[0] or len(present) < 2:
+                continue
+            paired = by_variant[present[0]][0]
+            if not paired:  # capability items rebuilt from counts: no prompt to pair across seeds
+                continue
+            strata = {}
+            for stratum in by_variant[present[0]][1]:
+                units = [by_variant[v][1].get(stratum, {}) for v in present]
+                common = [u for u in units[0] if all(u in x for x in units[1:])]
+                strata[stratum] = {u: sum(x[u] for x in units) / len(units) for u in common}
+            out.setdefault(key, {})[cell + POOLED_SUFFIX] = ((paired, strata), present)
+    return out
+
+
 def seed_summary(metrics):
     """Mean and spread (sample sd, min, max) over the seeds of each trained method cell."""
     import pandas as pd
@@ -123,7 +169,10 @@ def seed_summary(metrics):
     keys = ["model", "cell", "method", "benchmark", "judge", "metric", "group"]
     g = trained.groupby(keys, sort=True)
     out = g.value.agg(n_seeds="count", mean="mean", sd="std", min="min", max="max").reset_index()
-    out["seeds"] = g.seed.agg(lambda s: " ".join(str(int(x)) for x in sorted(s))).values
+    ordered = trained.sort_values("seed")
+    go = ordered.groupby(keys, sort=True)
+    out["seeds"] = go.seed.agg(lambda s: " ".join(str(int(x)) for x in s)).values
+    out["values"] = go.value.agg(lambda s: " ".join(f"{x:.6g}" for x in s)).values  # in the order of `seeds`
     return out[SEED_COLUMNS]
 
 
