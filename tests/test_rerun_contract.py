@@ -19,7 +19,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from safealign import dag
+from safealign import dag, grid
 from safealign.dag import Dag
 
 REPO = Path(__file__).resolve().parents[1]
@@ -308,12 +308,13 @@ READ_ELSEWHERE = {
     ("capability",): {"source": "capability's input file"},
     ("world",): {},
     ("report",): {},
+    ("selection",): {"splits": "benchmark_prompts of each <benchmark>-dev (its spec, BENCHMARK_KEYS)"},
 }
 ALLOW_LISTS = {
     ("benchmarks", "*"): dag.BENCHMARK_KEYS, ("models", "*"): dag.MODEL_REF_KEYS,
     ("preference_data",): dag.PREFERENCE_KEYS, ("generation",): dag.GENERATION_KEYS,
     ("judges", "*"): dag.JUDGE_KEYS, ("capability",): dag.CAPABILITY_KEYS, ("world",): dag.WORLD_KEYS,
-    ("report",): dag.REPORT_KEYS,
+    ("report",): dag.REPORT_KEYS, ("selection",): dag.SELECTION_KEYS,
 }
 
 
@@ -352,8 +353,8 @@ def test_every_rule_with_params_is_in_the_contract():
     smol config), so the cases above cover every rule."""
     rules = {}
     for smk in sorted((REPO / "rules").glob("*.smk")):
-        for block in re.split(r"\n(?=rule |    rule:)", smk.read_text())[1:]:
-            named = re.match(r"rule (\w+):", block)
+        for block in re.split(r"\n(?=rule |checkpoint |    rule:)", smk.read_text())[1:]:
+            named = re.match(r"(?:rule|checkpoint) (\w+):", block)
             name = named.group(1) if named else "judge_<judge>"  # the judge rules: one per judge
             builders = re.findall(r"\b\w+=(p_\w+)", block)
             if builders:
@@ -361,7 +362,11 @@ def test_every_rule_with_params_is_in_the_contract():
     smol = load("smol.yaml")
     smol["models"]["smol"].pop("package")  # no installed wheel needed: a local model stands in
     smol["models"]["smol"]["path"] = "/nonexistent/smol"
-    covered = set(BASE_PARAMS) | set(Dag(smol).rule_params())
+    # smol.yaml selects on a development split: its evaluation follows the picks (any cell here).
+    def first_cell(model, method):
+        return grid.method_cells(method, smol["methods"][method])[0][0]
+
+    covered = set(BASE_PARAMS) | set(Dag(smol, pick=first_cell).rule_params())
     expected = {r if r != "judge_<judge>" else j for r in rules for j in ([r] if r != "judge_<judge>" else JUDGES)}
     assert expected - {"package_model"} <= covered
     assert "judge_<judge>" in rules and rules["capability"] == ["p_capability", "p_capability_ref"]
