@@ -161,6 +161,8 @@ def local_paths(config: dict[str, Any]) -> list[tuple[str, str, str]]:
     sources += [(f"preference_data.on_policy.{k}.source", on_policy[k]["source"]) for k in ("harmful", "benign")
                 if k in on_policy]
     sources += [(f"benchmarks.{n}.source", s.get("source", {})) for n, s in config["benchmarks"].items()]
+    sources += [(f"selection.splits.{n}.source", s["source"])
+                for n, s in ((config.get("selection") or {}).get("splits") or {}).items() if s.get("source")]
     if "source" in config.get("capability", {}):
         sources.append(("capability.source", config["capability"]["source"]))
     for key, src in sources:

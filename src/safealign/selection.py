@@ -26,6 +26,7 @@ from typing import Any
 
 from . import grid, io
 from .cli import parser, setup
+from .specs import SelectSpec
 
 DEV_SUFFIX = "-dev"
 # How each constraint bound compares a development value (v) with its bound (b) and the base's (base).
@@ -238,19 +239,19 @@ def main(argv: list[str] | None = None) -> None:
                    help="each candidate's development metrics (csv), in the order of params.candidates")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    params = setup(args)
-    if len(args.candidates) != len(params["candidates"]):
-        raise ValueError(f"{len(args.candidates)} candidate files for {len(params['candidates'])} candidates")
+    spec = SelectSpec.from_params(setup(args))
+    if len(args.candidates) != len(spec.candidates):
+        raise ValueError(f"{len(args.candidates)} candidate files for {len(spec.candidates)} candidates")
 
     def rows(path: str) -> list[dict[str, Any]]:
         return pd.read_csv(path, keep_default_na=False, dtype={"group": str}).to_dict("records")
 
-    cands = [(c["cell"], c["variant"], c["settings"], rows(f)) for c, f in zip(params["candidates"], args.candidates,
+    cands = [(c["cell"], c["variant"], c["settings"], rows(f)) for c, f in zip(spec.candidates, args.candidates,
                                                                               strict=True)]
-    record = choose(params["objective"], rows(args.base), cands)
-    record = {"model": params["model"], "method": params["method"], "seed": params["seed"], **record}
+    record = choose(spec.objective, rows(args.base), cands)
+    record = {"model": spec.model, "method": spec.method, "seed": spec.seed, **record}
     io.write_json(args.out, record)
-    print(f"{params['model']}/{params['method']}: picked {record['pick']['cell']} ({record['rule']}); "
+    print(f"{spec.model}/{spec.method}: picked {record['pick']['cell']} ({record['rule']}); "
           f"constraints met: {record['constraints_met']}")
 
 

@@ -397,6 +397,23 @@ class AggregateSpec(Spec):
 
 
 @dataclass(frozen=True)
+class SelectSpec(Spec):
+    """``python -m safealign.selection``: one (model, method)'s pick on the development split."""
+
+    STAGE: ClassVar[str] = "selection"
+
+    model: str = req("Model name.")
+    method: str = req("Method name (a method that sweeps).")
+    seed: int = req("The seed every candidate trained with (the method's first).")
+    objective: dict[str, Any] = req("config.selection.objective.")
+    candidates: list[dict[str, Any]] = req("Each candidate's {cell, variant, settings (its swept keys)}, "
+                                           "in the sweep's config order.")
+
+    def __post_init__(self) -> None:
+        self._check(len(self.candidates) >= 2, "candidates", "at least two (a sweep)")
+
+
+@dataclass(frozen=True)
 class ReportSpec(Spec):
     """``python -m safealign.report``: the HTML report (config.report and what the rule computes)."""
 
@@ -457,6 +474,7 @@ SCHEMA_EXCEPTIONS: dict[tuple[type[Spec], str], str] = {
 }
 
 STAGE_SPECS: tuple[type[Spec], ...] = (
+    SelectSpec,
     BenchmarkSpec, PreferenceSpec, OnPolicyPromptsSpec, TrainSpec, GenerateSpec, GenerationSettings,
     MergeSpec, JudgeSpec, CapabilitySpec, MetricsSpec, AggregateSpec, ReportSpec, PackageModelSpec,
 )
