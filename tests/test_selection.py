@@ -38,7 +38,10 @@ def selection_config() -> dict:
     """config/config.yaml + tests/configs/selection.yaml, the schema's defaults filled in."""
     from test_rerun_contract import SCHEMA, _Filler
 
+    from safealign.configload import resolve_removals
+
     config = merged(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), yaml.safe_load(OVERLAY.read_text()))
+    assert resolve_removals(config) == []  # `null` removes a key, as the workflow reads it
     _Filler(SCHEMA).validate(config)
     return config
 
@@ -235,7 +238,10 @@ def test_an_objective_edit_reruns_the_pick_and_its_dependants_only(selection_run
     options = [{"maximize": GLOBAL}, {"minimize": GLOBAL}, {"minimize": OVER}, {"maximize": OVER}]
     objective = next(o for o in options if selection.choose(o, read("base"), cands)["pick"]["cell"] != rec["pick"]["cell"])
     over = selection_run / "objective.yaml"
-    over.write_text(yaml.safe_dump({"selection": {"objective": {**objective, "constraints": [], "tie_break": []}}}))
+    # An overlay merges into the objective: null removes the other goal and the constraints go.
+    other = "minimize" if "maximize" in objective else "maximize"
+    over.write_text(yaml.safe_dump({"selection": {"objective": {**objective, other: None, "constraints": [],
+                                                                "tie_break": []}}}))
     args = ["--cores", "2", "--configfile", "config/config.yaml", "tests/configs/selection.yaml", str(over)]
     dry = snakemake(selection_run, "-n", *args)
     assert dry.returncode == 0, dry.stderr[-3000:]

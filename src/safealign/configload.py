@@ -215,6 +215,10 @@ def _refs(config: dict[str, Any]) -> list[tuple[list[Any], dict[str, Any]]]:
         if isinstance(on_policy, dict) and isinstance(on_policy.get(kind), dict):
             add(["preference_data", "on_policy", kind, "source"], on_policy[kind].get("source"))
     add(["capability", "source"], (config.get("capability") or {}).get("source"))
+    for name, split in (((config.get("selection") or {}).get("splits") or {}).items()
+                        if isinstance((config.get("selection") or {}).get("splits"), dict) else []):
+        if isinstance(split, dict):
+            add(["selection", "splits", name, "source"], split.get("source"))
     for kind in ("benchmarks", "models", "judges"):
         for name, spec in (config.get(kind) or {}).items():
             if not isinstance(spec, dict):
@@ -245,6 +249,15 @@ def resolve_removals(config: dict[str, Any]) -> list[str]:
                        f"{' / '.join(exclusive)}; config files and --config merge into the earlier one, "
                        f"so to switch to {keep} write {', '.join(f'{k}: null' for k in drop)} next to it "
                        "(null removes a key)")
+    objective = (config.get("selection") or {}).get("objective")
+    if isinstance(objective, dict):
+        for key in ("maximize", "minimize"):
+            if key in objective and objective[key] is None:
+                del objective[key]
+        if "maximize" in objective and "minimize" in objective:
+            out.append("config.selection.objective: sets both maximize and minimize, but takes exactly one; config "
+                       "files and --config merge into the earlier objective, so to switch write `maximize: null` "
+                       "(or `minimize: null`) next to the other (null removes a key)")
     return out
 
 
