@@ -81,9 +81,12 @@ def main() -> None:
         cols = []
         for bench, metric, _ in METRICS:
             r = g[(g.benchmark == bench) & (g.metric == metric)]
-            cols.append("–" if not len(r) else
-                        f"{100 * r.difference.iloc[0]:+.1f} [{100 * r.ci_low.iloc[0]:+.1f}, {100 * r.ci_high.iloc[0]:+.1f}],"
-                        f" p<sub>Holm</sub> {r.p_holm.iloc[0]:.2g}")
+            if not len(r):
+                cols.append("–")
+                continue
+            x = r.iloc[0]
+            cols.append(f"{100 * x.difference:+.1f} [{100 * x.ci_low:+.1f}, {100 * x.ci_high:+.1f}], "
+                        f"p<sub>Holm</sub> {x.p_holm:.2g}")
         print(f"| {variant} | " + " | ".join(cols) + " |")
 
 

@@ -36,9 +36,8 @@ def merged(base: dict, over: dict) -> dict:
 
 def selection_config() -> dict:
     """config/config.yaml + tests/configs/selection.yaml, the schema's defaults filled in."""
-    from test_rerun_contract import SCHEMA, _Filler
-
     from safealign.configload import resolve_removals
+    from test_rerun_contract import SCHEMA, _Filler
 
     config = merged(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), yaml.safe_load(OVERLAY.read_text()))
     assert resolve_removals(config) == []  # `null` removes a key, as the workflow reads it
@@ -52,7 +51,8 @@ CELLS = {m: [c for c, _ in grid.method_cells(m, CONFIG["methods"][m])] for m in 
 
 
 def rows(global_score: float, over_refusal: float) -> list[dict]:
-    return [{"benchmark": "global", "judge": "refusal", "metric": "global_safety_score", "group": "", "value": global_score},
+    return [{"benchmark": "global", "judge": "refusal", "metric": "global_safety_score", "group": "",
+             "value": global_score},
             {"benchmark": "xstest-dev", "judge": "refusal", "metric": "over_refusal_rate", "group": "",
              "value": over_refusal}]
 
@@ -236,7 +236,8 @@ def test_an_objective_edit_reruns_the_pick_and_its_dependants_only(selection_run
     cands = [(c["cell"], c["variant"], c["settings"], read(c["variant"])) for c in rec["candidates"]]
     # An objective that picks another cell on this run's own development metrics.
     options = [{"maximize": GLOBAL}, {"minimize": GLOBAL}, {"minimize": OVER}, {"maximize": OVER}]
-    objective = next(o for o in options if selection.choose(o, read("base"), cands)["pick"]["cell"] != rec["pick"]["cell"])
+    objective = next(o for o in options
+                     if selection.choose(o, read("base"), cands)["pick"]["cell"] != rec["pick"]["cell"])
     over = selection_run / "objective.yaml"
     # An overlay merges into the objective: null removes the other goal and the constraints go.
     other = "minimize" if "maximize" in objective else "maximize"

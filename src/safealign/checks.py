@@ -16,8 +16,8 @@ from .chat import PROMPT_PLACEHOLDER
 from .data.loaders import OPTIONAL_OPTIONS, loaders_taking
 from .grid import SWEEPABLE, variants
 from .headline import check_report_config, global_parts
-from .selection import config_problems as selection_problems
 from .judge.registry import JUDGE_TYPES
+from .selection import config_problems as selection_problems
 from .train.methods import (
     LOSS_TYPES,
     REJECTED,

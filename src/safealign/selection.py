@@ -138,7 +138,8 @@ def _value_of(values: dict, entry: dict[str, Any], where: str, key=_dev_key) -> 
 
 
 def choose(objective: dict[str, Any], base: list[dict[str, Any]],
-           cands: list[tuple[str, str, dict[str, Any], list[dict[str, Any]]]], development: bool = True) -> dict[str, Any]:
+           cands: list[tuple[str, str, dict[str, Any], list[dict[str, Any]]]],
+           development: bool = True) -> dict[str, Any]:
     """Apply ``objective`` to the candidates ``(cell, variant, swept settings, metric rows)`` (in
     config order) given the base model's rows; returns the selection record. ``development``: the
     rows are a development split's (``<benchmark>-dev``); else the evaluation's (the report's

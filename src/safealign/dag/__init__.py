@@ -45,8 +45,8 @@ from .selection import Selection
 
 __all__ = [
     "BENCHMARK_KEYS", "CAPABILITY_KEYS", "GENERATION_KEYS", "JUDGE_KEYS", "MODEL_REF_KEYS",
-    "NOT_EXPERIMENT_SETTINGS", "ONPOLICY_KIND_KEYS", "PREFERENCE_KEYS", "R", "REPORT_KEYS", "SELECTION_KEYS", "WORLD_KEYS",
-    "WORLD_MODEL_KEYS", "Dag", "log_of_benchmark", "pick",
+    "NOT_EXPERIMENT_SETTINGS", "ONPOLICY_KIND_KEYS", "PREFERENCE_KEYS", "R", "REPORT_KEYS", "SELECTION_KEYS",
+    "WORLD_KEYS", "WORLD_MODEL_KEYS", "Dag", "log_of_benchmark", "pick",
 ]
 
 

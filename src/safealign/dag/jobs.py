@@ -119,7 +119,6 @@ class Jobs:
         wildcards (``model/variant/benchmark`` for a generation or judgment cell, ``model/variant``
         for a variant's jobs, ``""`` for a rule with one job). What the rerun contract compares
         cell by cell: a job whose params differ reruns, a job that appears is new."""
-        c = self.config
         W = SimpleNamespace
         out: dict[str, dict[str, str]] = {}
         for rule, params in self._global_params().items():
@@ -128,10 +127,10 @@ class Jobs:
         variants = [W(model=v.model, variant=v.name) for v in evaluated]
         devs = [W(model=v.model, variant=v.name) for v in dev]
         cell = "{0.model}/{0.variant}".format
-        out["merge_adapter"] = {cell(W(model=v.model, variant=v.name)): self.p_merge(W(model=v.model, variant=v.name))
-                                for v in self._unique([*evaluated, *dev])
-                                if self.serving_of(W(model=v.model, variant=v.name))["mode"] == "merged"}
-        cells = [(w, b) for w in variants for b in self.benchmarks] + [(w, b) for w in devs for b in self.dev_benchmarks]
+        served = [W(model=v.model, variant=v.name) for v in self._unique([*evaluated, *dev])]
+        out["merge_adapter"] = {cell(w): self.p_merge(w) for w in served if self.serving_of(w)["mode"] == "merged"}
+        cells = [(w, b) for w in variants for b in self.benchmarks]
+        cells += [(w, b) for w in devs for b in self.dev_benchmarks]
         out["generate"] = {f"{cell(w)}/{b}": self.p_generate(W(model=w.model, variant=w.variant, benchmark=b))
                            for w, b in cells}
         for j in self.judges:
