@@ -148,3 +148,26 @@ def test_seed_summary_mean_and_spread():
     r = out.iloc[0]
     assert (r.cell, r.n_seeds, r.seeds) == ("dpo", 3, "1 2 3")
     assert r["mean"] == pytest.approx(0.8) and r["sd"] == pytest.approx(0.1)
+    assert r["values"] == "0.7 0.8 0.9"  # each seed's value, in the order of `seeds`
+
+
+def test_a_cells_seeds_are_compared_with_base_together_paired_by_prompt():
+    base = [0] * 10 + [1] * 10
+    s0 = [1] * 15 + [0] * 5
+    s1 = [1] * 10 + [0] * 5 + [1] * 5
+    rows = _outcomes("base", base) + _outcomes("dpo-seed0", s0) + _outcomes("dpo-seed1", s1)
+    metrics = pd.DataFrame([{"model": "m", "variant": v, "seed": s, "benchmark": "b", "judge": "j",
+                             "metric": "safety_score", "group": "", "value": sum(x) / 20}
+                            for v, s, x in (("base", None, base), ("dpo-seed0", 0, s0), ("dpo-seed1", 1, s1))])
+    refs = [{"model": "m", "variant": "base", "role": "base", "seed": None}]
+    out = comparisons(metrics, pd.DataFrame(rows), refs)
+    pooled = out[out.reference_role == "base (seeds pooled)"].set_index("variant")
+    assert list(pooled.index) == ["dpo (all seeds)"]
+    expected = sum((a + b) / 2 - c for a, b, c in zip(s0, s1, base, strict=True)) / 20
+    assert pooled.loc["dpo (all seeds)", "difference"] == pytest.approx(expected)
+    assert pooled.loc["dpo (all seeds)", "n"] == 20
+    assert pooled.loc["dpo (all seeds)", "value"] == pytest.approx((sum(s0) + sum(s1)) / 40)
+    # Its own Holm family: the per-seed rows keep theirs (two tests vs base).
+    per_seed = out[out.reference_role == "base"]
+    assert set(per_seed.variant) == {"dpo-seed0", "dpo-seed1"}
+    assert pooled.loc["dpo (all seeds)", "p_holm"] == pytest.approx(pooled.loc["dpo (all seeds)", "p_value"])
