@@ -160,10 +160,11 @@ print(json.dumps({{rule: {{"jobs": int(x.jobs), "cpu_s": round(float(x.cpu_s), 2
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def item1(trees: dict[str, Path], work: Path, repeats: int, jobs_only: bool = False) -> list[dict]:
+def item1(trees: dict[str, Path], work: Path, repeats: int, jobs_only: bool = False,
+          modes: tuple[str, ...] = tuple(MODES)) -> list[dict]:
     """The tiny grid from an empty directory, warm and cold, for each tree; with ``jobs_only``
     (``--grid-dir`` given) only the entry points' jobs, on that run."""
-    rows, runs = [], {(name, mode): [] for name in trees for mode in MODES}
+    rows, runs = [], {(name, mode): [] for name in trees for mode in modes}
     order = list(runs)
     for r in range(0 if jobs_only else repeats):
         # Alternate the order, so that no run always goes first on a shared machine.
@@ -527,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="comma-separated items, e.g. 2,3 (default: 1-8)")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement (item 1: --grid-repeats)")
     p.add_argument("--grid-repeats", type=int, default=1, help="tiny-grid runs per tree in item 1")
+    p.add_argument("--item1-modes", default=",".join(MODES), help="item 1's modes, e.g. warm (default: warm,cold)")
     p.add_argument("--baseline", help="a git ref measured side by side with this checkout (items 1-3)")
     p.add_argument("--grid-dir", type=Path, help="a finished tiny-grid run (with results/) for items 2-7")
     p.add_argument("--sizes", default="S,M,L", help="item 3's grid sizes (bench/paper_grid.py)")
@@ -555,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "argv": sys.argv[1:], "trees": {k: str(v) for k, v in trees.items()}, "rows": []}
     grid = work / "grid-branch"
-    steps = [("1", lambda: item1(trees, work, args.grid_repeats, jobs_only=args.grid_dir is not None)),
+    steps = [("1", lambda: item1(trees, work, args.grid_repeats, jobs_only=args.grid_dir is not None,
+                                 modes=tuple(args.item1_modes.split(",")))),
              ("2", lambda: item2(trees, work, repeats)),
              ("3", lambda: item3(trees, work, repeats, sizes)),
              ("4", lambda: item4(work, grid, repeats, args.quick, cpu_env())),
