@@ -19,7 +19,6 @@ seed's value (``values``, in the order of ``seeds``), their mean, sample SD, min
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,6 +26,7 @@ from . import io, stats
 from .cli import parser, setup
 from .grid import BASE
 from .metrics import COLUMNS
+from .selection import cell_of
 from .specs import AggregateSpec
 
 COMPARISON_COLUMNS = ["model", "variant", "reference", "reference_role", "benchmark", "judge", "metric",
@@ -139,7 +139,7 @@ def _pool_seeds(table: dict, seeds: dict[tuple[str, str], Any]) -> dict:
     cells: dict[tuple[str, str], list[str]] = {}
     for (model, variant), seed in seeds.items():
         if variant != BASE and seed == seed and seed is not None:
-            cells.setdefault((model, re.sub(rf"-seed{int(seed)}$", "", variant)), []).append(variant)
+            cells.setdefault((model, cell_of(variant)), []).append(variant)
     out: dict = {}
     for key, by_variant in table.items():
         for (model, cell), members in cells.items():
@@ -165,7 +165,7 @@ def seed_summary(metrics):
     trained = metrics[(metrics.variant != BASE) & metrics.seed.notna()].copy()
     if not len(trained):
         return pd.DataFrame(columns=SEED_COLUMNS)
-    trained["cell"] = [re.sub(rf"-seed{int(s)}$", "", v) for v, s in zip(trained.variant, trained.seed, strict=True)]
+    trained["cell"] = [cell_of(v) for v in trained.variant]
     keys = ["model", "cell", "method", "benchmark", "judge", "metric", "group"]
     g = trained.groupby(keys, sort=True)
     out = g.value.agg(n_seeds="count", mean="mean", sd="std", min="min", max="max").reset_index()

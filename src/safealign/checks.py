@@ -303,6 +303,14 @@ def _variant_problems(config: dict[str, Any]) -> list[str]:
     return out
 
 
+def loader_option_problems(where: str, loader: str, spec: dict[str, Any]) -> list[str]:
+    """The options set in ``spec`` (at config key ``where``) that ``loader`` does not take (only
+    some loaders take them: their signatures say which)."""
+    return [f"{where}.{key} is an option of loader(s) {list(loaders)}, not of loader {loader!r}; remove it"
+            for key in OPTIONAL_OPTIONS
+            if spec.get(key) is not None and loader not in (loaders := loaders_taking(key))]
+
+
 def _benchmark_problems(config: dict[str, Any]) -> list[str]:
     out = []
     for name, spec in config["benchmarks"].items():
@@ -321,10 +329,7 @@ def _benchmark_problems(config: dict[str, Any]) -> list[str]:
         if spec.get("global_safety") and spec["kind"] != "safety":
             out.append(f"config.benchmarks.{name}.global_safety: only a benchmark of kind 'safety' can be "
                        f"part of the global safety score (kind is {spec['kind']!r})")
-        for key in OPTIONAL_OPTIONS:  # only some loaders take these (their signatures say which)
-            if spec.get(key) is not None and spec["loader"] not in (loaders := loaders_taking(key)):
-                out.append(f"config.benchmarks.{name}.{key} is an option of loader(s) {list(loaders)}, not of "
-                           f"loader {spec['loader']!r}; remove it")
+        out += loader_option_problems(f"config.benchmarks.{name}", spec["loader"], spec)
         types = spec.get("attack_types") or ATTACK_NAMES
         if spec.get("attacks_per_prompt") is not None and spec["attacks_per_prompt"] > len(types):
             out.append(f"config.benchmarks.{name}.attacks_per_prompt must be at most the number of attack_types "

@@ -70,9 +70,11 @@ def candidate_seed(config: dict[str, Any], method: str) -> int:
     return int(config["methods"][method].get("seeds", config["seeds"])[0])
 
 
-def candidates(config: dict[str, Any], model: str, method: str) -> list[grid.Variant]:
-    """The candidate variants of a swept method, in the sweep's config order."""
-    index = grid.variant_index(config)
+def candidates(config: dict[str, Any], model: str, method: str,
+               index: dict[tuple[str, str], grid.Variant] | None = None) -> list[grid.Variant]:
+    """The candidate variants of a swept method, in the sweep's config order (``index``: the
+    grid's :func:`safealign.grid.variant_index`, computed when not given)."""
+    index = grid.variant_index(config) if index is None else index
     seed = candidate_seed(config, method)
     return [index[(model, f"{cell}-seed{seed}")] for cell, _ in grid.method_cells(method, config["methods"][method])]
 
@@ -81,11 +83,11 @@ def swept_keys(config: dict[str, Any], method: str) -> list[str]:
     return [k for k in grid.SWEEPABLE if isinstance(config["methods"][method].get(k), list)]
 
 
-def evaluated(config: dict[str, Any], pick) -> list[grid.Variant]:
-    """The variants evaluated on the evaluation prompts: every variant without selection; with it,
-    a swept method's picked cell (``pick(model, method)`` -> cell name, read from its selection
-    file) with every seed."""
-    variants = grid.variants(config)
+def evaluated(config: dict[str, Any], pick, variants: list[grid.Variant] | None = None) -> list[grid.Variant]:
+    """The variants evaluated on the evaluation prompts: every variant (``variants``, default the
+    grid's) without selection; with it, a swept method's picked cell (``pick(model, method)`` ->
+    cell name, read from its selection file) with every seed."""
+    variants = grid.variants(config) if variants is None else variants
     swept = set(swept_methods(config))
     if not swept:
         return variants
@@ -194,18 +196,14 @@ def config_problems(config: dict[str, Any]) -> list[str]:
     s = config["selection"]
     out = []
     splits = s.get("splits") or {}
-    from .data.loaders import OPTIONAL_OPTIONS, loaders_taking
+    from .checks import loader_option_problems
 
     for b, over in splits.items():
         if b not in config["benchmarks"]:
             out.append(f"config.selection.splits.{b} is not a config.benchmarks name "
                        f"(benchmarks: {list(config['benchmarks'])})")
             continue
-        loader = config["benchmarks"][b]["loader"]
-        for key in OPTIONAL_OPTIONS:  # only some loaders take these (their signatures say which)
-            if over.get(key) is not None and loader not in (loaders := loaders_taking(key)):
-                out.append(f"config.selection.splits.{b}.{key} is an option of loader(s) {list(loaders)}, not of "
-                           f"benchmark {b!r}'s loader {loader!r}; remove it")
+        out += loader_option_problems(f"config.selection.splits.{b}", config["benchmarks"][b]["loader"], over)
         src = over.get("source") or {}
         if "hub" in src and not src.get("revision"):
             out.append(f"config.selection.splits.{b}.source.revision is required for {src['hub']!r} (pin it)")

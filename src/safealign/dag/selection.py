@@ -39,7 +39,7 @@ class Selection:
 
     def evaluated(self) -> list[grid.Variant]:
         """The variants evaluated on the evaluation prompts (:func:`safealign.selection.evaluated`)."""
-        return sel.evaluated(self.config, self._pick)
+        return sel.evaluated(self.config, self._pick, list(self.variants.values()))
 
     def _pick(self, model: str, method: str) -> str:
         if self.pick is None:
@@ -59,7 +59,8 @@ class Selection:
         and every candidate."""
         out = []
         for m in self.config["models"]:
-            cands = [v for method in sel.swept_methods(self.config) for v in sel.candidates(self.config, m, method)]
+            cands = [v for method in sel.swept_methods(self.config)
+                     for v in sel.candidates(self.config, m, method, self.variants)]
             if cands:
                 out += [self.variants[(m, grid.BASE)], *cands]
         return out
@@ -91,14 +92,14 @@ class Selection:
         })
 
     def select_inputs(self, wildcards: Any) -> dict[str, list[str]]:
-        cands = sel.candidates(self.config, wildcards.model, wildcards.method)
+        cands = sel.candidates(self.config, wildcards.model, wildcards.method, self.variants)
         return {"base": [f"{R}/selection/{wildcards.model}/dev/{grid.BASE}.csv"],
                 "candidates": [f"{R}/selection/{wildcards.model}/dev/{v.name}.csv" for v in cands]}
 
     def p_select(self, wildcards: Any) -> str:
         c = self.config
         keys = sel.swept_keys(c, wildcards.method)
-        cands = sel.candidates(c, wildcards.model, wildcards.method)
+        cands = sel.candidates(c, wildcards.model, wildcards.method, self.variants)
         return grid.canonical({
             "model": wildcards.model, "method": wildcards.method,
             "seed": sel.candidate_seed(c, wildcards.method),
