@@ -261,3 +261,16 @@ def test_an_objective_edit_reruns_the_pick_and_its_dependants_only(selection_run
     assert "rule dev_metrics:" not in log
     metrics = pd.read_csv(res / "metrics.csv", keep_default_na=False)
     assert set(metrics.variant) == {grid.BASE} | {f"{new['pick']['cell']}-seed{s}" for s in CONFIG["seeds"]}
+
+
+def test_best_by_objective_picks_on_evaluation_metrics_or_says_why_not():
+    from safealign.report.tuning import best_by_objective, best_by_objective_html
+
+    df = pd.DataFrame([{"model": "m", "variant": v, "benchmark": "alert", "judge": "refusal", "metric": "safety_score",
+                        "group": "", "value": x} for v, x in (("base", 0.2), ("a-seed0", 0.5), ("a-seed1", 0.7),
+                                                            ("b-seed0", 0.55))])
+    alert = {"benchmark": "alert", "judge": "refusal", "metric": "safety_score"}
+    (rec,) = best_by_objective(df, {"maximize": alert})
+    assert rec["pick"]["cell"] == "a"  # seeds averaged: 0.6 against 0.55
+    html = best_by_objective_html(best_by_objective(df, {"maximize": GLOBAL}))
+    assert "not computed" in html and "global_safety_score" in html

@@ -64,8 +64,9 @@ def best_by_objective(df, objective: dict[str, Any] | None) -> list[dict[str, An
             cands.append((cell, cell, {"seeds": int(g.variant.nunique())}, means.assign(group="").to_dict("records")))
         try:
             rec = sel.choose(objective, base, cands, development=False)
-        except ValueError:
-            continue  # a metric the objective names is not measured on the evaluation (say so below)
+        except ValueError as e:  # a metric the objective names is not measured on the evaluation
+            out.append({"model": model, "error": str(e)})
+            continue
         out.append({"model": model, **rec})
     return out
 
@@ -75,6 +76,9 @@ def best_by_objective_html(picks: list[dict[str, Any]]) -> str:
         return ""
     rows = []
     for rec in picks:
+        if "error" in rec:
+            rows.append(f"<li><b>{esc(rec['model'])}</b>: not computed: {esc(rec['error'])}</li>")
+            continue
         best = next(c for c in rec["candidates"] if c["cell"] == rec["pick"]["cell"])
         scores = "; ".join(f"{esc(k)} = {_fmt(v)} (base {_fmt(rec['base_scores'].get(k))})"
                            for k, v in best["scores"].items())
