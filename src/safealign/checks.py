@@ -86,13 +86,18 @@ def unpinned(config: dict[str, Any]) -> list[str]:
             if "hub" in r and r.get("revision") and not SHA.match(str(r["revision"]))]
 
 
-def _written_in(config: dict[str, Any], model: str, method: str, key: str) -> str:
-    """Which config block a merged training key of (model, method) came from (the last writer)."""
-    if key in config["methods"][method]:
-        return f"config.methods.{method}"
-    if key in config["models"][model].get("training", {}):
-        return f"config.models.{model}.training"
-    return "config.training"
+def written_at(config: dict[str, Any], model: str, method: str, *keys: str) -> str:
+    """Where a merged training key of (model, method) was written (the last writer of
+    config.methods.<method>, config.models.<model>.training, config.training), as a dotted path."""
+    blocks = (config["methods"][method], config["models"][model].get("training", {}), config.get("training", {}))
+    names = (f"config.methods.{method}", f"config.models.{model}.training", "config.training")
+    for block, name in zip(blocks, names, strict=True):
+        node: Any = block
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        if node is not None:
+            return ".".join([name, *keys])
+    return ".".join(["config.training", *keys])
 
 
 def check_training_keys(config: dict[str, Any]) -> None:
@@ -112,9 +117,9 @@ def training_key_lines(config: dict[str, Any]) -> list[str]:
         if not v.method:
             continue
         for key, why in key_problems(v.settings):
-            where = _written_in(config, v.model, v.method, key)
-            heirs = inherited.setdefault((f"{where}.{key}", why), [])
-            if where != f"config.methods.{v.method}" and f"config.methods.{v.method}" not in heirs:
+            at = written_at(config, v.model, v.method, key)
+            heirs = inherited.setdefault((at, why), [])
+            if at != f"config.methods.{v.method}.{key}" and f"config.methods.{v.method}" not in heirs:
                 heirs.append(f"config.methods.{v.method}")
     lines = []
     for (at, why), heirs in inherited.items():
@@ -279,8 +284,8 @@ def _variant_problems(config: dict[str, Any]) -> list[str]:
     qlora: dict[str, dict[str, None]] = {}  # where peft: qlora is written -> (model, method) it reaches
     for v in variants(config):
         if v.method and v.settings.get("peft") == "qlora" and "world" in config["models"][v.model]:
-            where = _written_in(config, v.model, v.method, "peft")
-            qlora.setdefault(where, {})[f"model {v.model!r}, method {v.method!r}"] = None
+            cells = qlora.setdefault(written_at(config, v.model, v.method, "peft"), {})
+            cells[f"model {v.model!r}, method {v.method!r}"] = None
         for key in ("beta", "learning_rate"):
             if key in v.settings and not v.settings[key] > 0:
                 out.append(f"config.methods.{v.method}.{key} must be > 0, got {v.settings[key]}")
@@ -291,7 +296,7 @@ def _variant_problems(config: dict[str, Any]) -> list[str]:
             except ValueError as exc:
                 batch.setdefault(str(exc), []).append(v)
     for where, cells in qlora.items():
-        out.append(f"{where}.peft: 'qlora' needs a GPU and bitsandbytes; it is validated but not run on "
+        out.append(f"{where}: 'qlora' needs a GPU and bitsandbytes; it is validated but not run on "
                    f"the tiny world ({'; '.join(cells)}); allowed there: lora, full")
     for why, held in batch.items():
         first, more = held[0], held[1:]

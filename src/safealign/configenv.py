@@ -12,25 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .checks import written_at
 from .configload import _listing, _refs, _suggest, dotted, training_blocks
 from .grid import variants
 from .train import trl_fields
 from .train.methods import workflow_setting
 
 # ---------------------------------------------------------------- installed libraries and models
-
-
-def _written_at(config: dict[str, Any], model: str, method: str, *keys: str) -> str:
-    """The block a merged training key of (model, method) came from (the last writer), with the key."""
-    blocks = (config["methods"][method], config["models"][model].get("training", {}), config.get("training", {}))
-    names = (f"config.methods.{method}", f"config.models.{model}.training", "config.training")
-    for block, name in zip(blocks, names, strict=True):
-        node: Any = block
-        for k in keys:
-            node = node.get(k) if isinstance(node, dict) else None
-        if node is not None:
-            return ".".join([name, *keys])
-    return ".".join(["config.training", *keys])
 
 
 def _local_model_dir(spec: dict[str, Any]) -> Path | None:
@@ -154,7 +142,7 @@ def library_problems(config: dict[str, Any]) -> list[str]:
         s = v.settings
         known = positions[v.model]
         if known and isinstance(s.get("max_length"), int) and s["max_length"] > known[0]:
-            out.append(f"{_written_at(config, v.model, v.method, 'max_length')}: {s['max_length']} tokens exceed "
+            out.append(f"{written_at(config, v.model, v.method, 'max_length')}: {s['max_length']} tokens exceed "
                        f"model {v.model}'s {known[0]} positions ({known[1]}); allowed: at most {known[0]}")
         found = modules[v.model]
         targets = (s.get("lora") or {}).get("target_modules")
@@ -163,7 +151,7 @@ def library_problems(config: dict[str, Any]) -> list[str]:
             leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
             missing = [t for t in targets if isinstance(t, str) and not _matches(t, names)]
             if missing:
-                at = _written_at(config, v.model, v.method, "lora", "target_modules")
+                at = written_at(config, v.model, v.method, "lora", "target_modules")
                 verb = "names" if len(missing) == 1 else "name"
                 hint = _suggest(missing[0], leaves) if len(missing) == 1 else ""
                 out.append(f"{at}: {', '.join(map(repr, missing))} {verb} no Linear/Embedding module of model "
