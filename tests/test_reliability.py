@@ -557,10 +557,10 @@ def dry_run(request, project, tmp_path_factory) -> tuple[dict, str]:
 
 
 def dry_run_jobs(stdout: str) -> list[dict[str, str]]:
-    """Each job of a ``snakemake -n -p`` run: its rule, and its ``wildcards:``, ``benchmark:``,
-    ``log:`` and ``Shell command:`` lines as printed."""
+    """Each job of a ``snakemake -n -p`` run: its rule (or checkpoint), and its ``wildcards:``,
+    ``benchmark:``, ``log:`` and ``Shell command:`` lines as printed."""
     jobs = []
-    for block in re.split(r"^(?:local)?rule (?=\w+:$)", stdout, flags=re.M)[1:]:
+    for block in re.split(r"^(?:local)?(?:rule|checkpoint) (?=\w+:$)", stdout, flags=re.M)[1:]:
         job = {"rule": block.split(":", 1)[0]}
         for line in block.splitlines()[1:]:
             key, sep, value = line.strip().partition(": ")

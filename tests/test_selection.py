@@ -185,9 +185,54 @@ def selection_run(tmp_path_factory):
     from test_workflow import copy_project, snakemake
 
     work = copy_project(tmp_path_factory.mktemp("selection"))
-    run = snakemake(work, "--cores", "2", "--configfile", "config/config.yaml", "tests/configs/selection.yaml")
+    args = ["--configfile", "config/config.yaml", "tests/configs/selection.yaml"]
+    # The dry run first (test_the_jobs_before_the_picks_are_the_dags): what Snakemake schedules
+    # before any select checkpoint ran.
+    dry = snakemake(work, "-n", "-p", *args)
+    assert dry.returncode == 0, dry.stderr[-5000:]
+    run = snakemake(work, "--cores", "2", *args)
     assert run.returncode == 0, run.stderr[-5000:]
+    work.joinpath("dry_run.out").write_text(dry.stdout)
     return work
+
+
+@pytest.mark.workflow
+def test_the_jobs_before_the_picks_are_the_dags(selection_run):
+    """Dag.job_params mirrors the rule files with selection too, as far as a dry run can see
+    before the select checkpoints ran: the shared data, the candidates' trainings (first seed
+    only) and their development generations, judgments and metrics, and one select per swept
+    method, each with the params Dag.job_params gives it; no evaluation cell is scheduled yet
+    (which ones exist is the picks' to say) and the report's params wait for them. The jobs
+    after the picks are the run's own (test_the_run_picks_by_the_objective_and_evaluates_only_the_pick)."""
+    import shlex
+
+    from test_reliability import dry_run_jobs
+
+    scheduled: dict[str, dict[str, str]] = {}
+    for job in dry_run_jobs((selection_run / "dry_run.out").read_text()):
+        args = shlex.split(job.get("Shell command", ""))
+        if "--params" in args:
+            wildcards = [w.split("=", 1)[1] for w in job.get("wildcards", "").split(", ") if w]
+            scheduled.setdefault(job["rule"], {})["/".join(wildcards)] = args[args.index("--params") + 1]
+    # The report is listed, its params (which cells it shows) to be computed once the picks exist.
+    assert {rule for rule, jobs in scheduled.items() if "<TBD>" in jobs.values()} == {"report"}
+    scheduled = {rule: jobs for rule, jobs in scheduled.items() if "<TBD>" not in jobs.values()}
+    expected = Dag(CONFIG, pick=_pick_first).job_params()
+    for rule, jobs in scheduled.items():
+        assert rule in expected, f"{rule} is scheduled but not in Dag.job_params"
+        assert not jobs.keys() - expected[rule].keys(), f"{rule}: {sorted(jobs.keys() - expected[rule].keys())}"
+        differ = [name for name in jobs if jobs[name] != expected[rule][name]]
+        assert not differ, f"{rule}: the dry run's params differ from Dag.job_params for {differ[:3]}"
+    candidates = {f"{v.model}/{v.name}" for m in CONFIG["models"] for method in SWEPT
+                  for v in selection.candidates(CONFIG, m, method, Dag(CONFIG).variants)}
+    dev = {f"{m}/{grid.BASE}" for m in CONFIG["models"]} | candidates
+    assert set(scheduled["train"]) == candidates
+    assert set(scheduled["dev_metrics"]) == dev == set(expected["dev_metrics"])
+    assert set(scheduled["select"]) == set(expected["select"]) == {f"{m}/{s}" for m in CONFIG["models"] for s in SWEPT}
+    for rule in ["generate", *(f"judge_{j}" for j in CONFIG["judges"])]:
+        on_dev = {name for name in expected.get(rule, {}) if name.endswith(selection.DEV_SUFFIX)}
+        assert set(scheduled.get(rule, {})) == on_dev, rule
+    assert "metrics" not in scheduled and "capability" not in scheduled
 
 
 @pytest.mark.workflow
