@@ -201,15 +201,20 @@ def test_the_jobs_before_the_picks_are_the_dags(selection_run):
     """Dag.job_params mirrors the rule files with selection too, as far as a dry run can see
     before the select checkpoints ran: the shared data, the candidates' trainings (first seed
     only) and their development generations, judgments and metrics, and one select per swept
-    method, each with the params Dag.job_params gives it; no evaluation cell is scheduled yet
+    method, each with the params Dag.job_params gives it and its benchmark TSV among
+    Dag.benchmark_files; no evaluation cell is scheduled yet
     (which ones exist is the picks' to say) and the report's params wait for them. The jobs
     after the picks are the run's own (test_the_run_picks_by_the_objective_and_evaluates_only_the_pick)."""
     import shlex
 
     from test_reliability import dry_run_jobs
 
+    jobs_run = dry_run_jobs((selection_run / "dry_run.out").read_text())
+    # Dag.benchmark_jobs (the report's cost inputs) holds every scheduled job's benchmark TSV.
+    tsvs = {job["benchmark"] for job in jobs_run if "benchmark" in job}
+    assert tsvs - {"results/benchmarks_tsv/report.tsv"} <= set(Dag(CONFIG, pick=_pick_first).benchmark_files())
     scheduled: dict[str, dict[str, str]] = {}
-    for job in dry_run_jobs((selection_run / "dry_run.out").read_text()):
+    for job in jobs_run:
         args = shlex.split(job.get("Shell command", ""))
         if "--params" in args:
             wildcards = [w.split("=", 1)[1] for w in job.get("wildcards", "").split(", ") if w]
