@@ -570,6 +570,25 @@ def dry_run_jobs(stdout: str) -> list[dict[str, str]]:
     return jobs
 
 
+def dry_run_params(jobs: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Per rule, each :func:`dry_run_jobs` job whose command passes ``--params`` (and
+    ``--model-ref``, capability's second builder), named as Dag.job_params names it (its
+    wildcards' values joined by ``/``): the params it passes."""
+    import shlex
+
+    scheduled: dict[str, dict[str, str]] = {}
+    for job in jobs:
+        args = shlex.split(job.get("Shell command", ""))
+        if "--params" not in args:
+            continue
+        params = args[args.index("--params") + 1]
+        if "--model-ref" in args:  # capability: params=p_capability, ref=p_capability_ref
+            params += args[args.index("--model-ref") + 1]
+        wildcards = [w.split("=", 1)[1] for w in job.get("wildcards", "").split(", ") if w]
+        scheduled.setdefault(job["rule"], {})["/".join(wildcards)] = params
+    return scheduled
+
+
 def test_benchmark_jobs_are_the_dags_benchmark_paths(dry_run):
     """safealign.dag.Dag.benchmark_jobs mirrors the rules' benchmark: paths (the report reads
     them as inputs and prices them by GPU): exactly the TSVs of the dry run's jobs, the report's
@@ -595,21 +614,10 @@ def test_job_params_are_the_dry_runs_jobs(dry_run):
     files: which jobs each rule schedules and which params builders it uses. Every dry-run job
     whose shell command passes ``--params`` (and ``--model-ref``, capability's second builder) is
     in it under its rule and its wildcards' values, with exactly those params, and no other job is."""
-    import shlex
-
     from safealign.dag import Dag
 
     config, stdout = dry_run
-    scheduled: dict[str, dict[str, str]] = {}
-    for job in dry_run_jobs(stdout):
-        args = shlex.split(job.get("Shell command", ""))
-        if "--params" not in args:
-            continue
-        params = args[args.index("--params") + 1]
-        if "--model-ref" in args:  # capability: params=p_capability, ref=p_capability_ref
-            params += args[args.index("--model-ref") + 1]
-        wildcards = [w.split("=", 1)[1] for w in job.get("wildcards", "").split(", ") if w]
-        scheduled.setdefault(job["rule"], {})["/".join(wildcards)] = params
+    scheduled = dry_run_params(dry_run_jobs(stdout))
     expected = Dag(config).job_params()
     assert scheduled.keys() == expected.keys(), f"rules in one only: {sorted(scheduled.keys() ^ expected.keys())}"
     for rule, jobs in expected.items():

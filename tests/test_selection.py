@@ -205,31 +205,25 @@ def test_the_jobs_before_the_picks_are_the_dags(selection_run):
     Dag.benchmark_files; no evaluation cell is scheduled yet
     (which ones exist is the picks' to say) and the report's params wait for them. The jobs
     after the picks are the run's own (test_the_run_picks_by_the_objective_and_evaluates_only_the_pick)."""
-    import shlex
+    from test_reliability import dry_run_jobs, dry_run_params
 
-    from test_reliability import dry_run_jobs
-
+    dag = Dag(CONFIG, pick=_pick_first)
     jobs_run = dry_run_jobs((selection_run / "dry_run.out").read_text())
     # Dag.benchmark_jobs (the report's cost inputs) holds every scheduled job's benchmark TSV.
     tsvs = {job["benchmark"] for job in jobs_run if "benchmark" in job}
-    assert tsvs - {"results/benchmarks_tsv/report.tsv"} <= set(Dag(CONFIG, pick=_pick_first).benchmark_files())
-    scheduled: dict[str, dict[str, str]] = {}
-    for job in jobs_run:
-        args = shlex.split(job.get("Shell command", ""))
-        if "--params" in args:
-            wildcards = [w.split("=", 1)[1] for w in job.get("wildcards", "").split(", ") if w]
-            scheduled.setdefault(job["rule"], {})["/".join(wildcards)] = args[args.index("--params") + 1]
+    assert tsvs - {"results/benchmarks_tsv/report.tsv"} <= set(dag.benchmark_files())
+    scheduled = dry_run_params(jobs_run)
     # The report is listed, its params (which cells it shows) to be computed once the picks exist.
     assert {rule for rule, jobs in scheduled.items() if "<TBD>" in jobs.values()} == {"report"}
     scheduled = {rule: jobs for rule, jobs in scheduled.items() if "<TBD>" not in jobs.values()}
-    expected = Dag(CONFIG, pick=_pick_first).job_params()
+    expected = dag.job_params()
     for rule, jobs in scheduled.items():
         assert rule in expected, f"{rule} is scheduled but not in Dag.job_params"
         assert not jobs.keys() - expected[rule].keys(), f"{rule}: {sorted(jobs.keys() - expected[rule].keys())}"
         differ = [name for name in jobs if jobs[name] != expected[rule][name]]
         assert not differ, f"{rule}: the dry run's params differ from Dag.job_params for {differ[:3]}"
     candidates = {f"{v.model}/{v.name}" for m in CONFIG["models"] for method in SWEPT
-                  for v in selection.candidates(CONFIG, m, method, Dag(CONFIG).variants)}
+                  for v in selection.candidates(CONFIG, m, method, dag.variants)}
     dev = {f"{m}/{grid.BASE}" for m in CONFIG["models"]} | candidates
     assert set(scheduled["train"]) == candidates
     assert set(scheduled["dev_metrics"]) == dev == set(expected["dev_metrics"])
